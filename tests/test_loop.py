@@ -1,0 +1,145 @@
+"""End-to-end teaching loops through the real CLI: transformers and vLLM backends, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tutorkd.io import read_jsonl
+from tutorkd.plots import load_round_evals
+from tutorkd.schema import Example
+
+
+def small_run_config(tmp_path: Path, cache_dir: Path, backend: str, rounds: int = 2, seed: int = 0) -> Path:
+    """A run config small enough for a test: tiny eval sets, a short pretrain, two rounds."""
+    cfg = {
+        "environment": {"level": "skill_tree", "test_per_skill": 20, "val_per_skill": 10, "budget": 240,
+                        "rounds": rounds},
+        "teacher": {"name": "uniform", "policy": "uniform", "per_round": 120},
+        "student": {"pretrain_steps": 150, "cache_dir": str(cache_dir), "epochs": 1},
+        "backend": {"kind": backend},
+        "seed": seed,
+        "runs_root": str(tmp_path / "runs"),
+    }
+    path = tmp_path / f"run-{backend}-{seed}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def tutorkd(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the CLI in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, "-m", "tutorkd.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def only_run(tmp_path: Path) -> Path:
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def example_ids(run_dir: Path) -> list[str]:
+    return [e.id for path in sorted(run_dir.glob("rounds/r*/data.jsonl")) for e in read_jsonl(path, Example)]
+
+
+def check_finished_run(run_dir: Path, rounds: int) -> None:
+    """Everything the run directory promises is there and consistent."""
+    evals = load_round_evals(run_dir)
+    assert [e.student.name for e in evals] == ["base"] + [f"r{k}" for k in range(1, rounds + 1)]
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["round"] for m in metrics] == list(range(rounds + 1))
+    assert (run_dir / "learning_curve.png").stat().st_size > 10_000
+    for k in range(1, rounds + 1):
+        assert (run_dir / "adapters" / f"r{k}" / "adapter_config.json").exists()
+        assert (run_dir / "rounds" / f"r{k}" / "dataset" / "dataset_info.json").exists()
+        data = read_jsonl(run_dir / "rounds" / f"r{k}" / "data.jsonl", Example)
+        assert data and all(e.provenance.round == k and e.provenance.verification.passed for e in data)
+    ids = example_ids(run_dir)
+    assert len(ids) == len(set(ids)) == 240
+
+
+def test_two_round_loop_transformers(tmp_path, tiny_cache_dir):
+    cfg = small_run_config(tmp_path, tiny_cache_dir, "transformers")
+    proc = tutorkd("teach", str(cfg))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = only_run(tmp_path)
+    check_finished_run(run_dir, rounds=2)
+    assert "before" in proc.stdout and "after" in proc.stdout and str(run_dir.name) in proc.stdout
+
+
+@pytest.mark.vllm
+def test_two_round_loop_vllm(tmp_path, tiny_cache_dir):
+    cfg = small_run_config(tmp_path, tiny_cache_dir, "vllm")
+    proc = tutorkd("teach", str(cfg))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    check_finished_run(only_run(tmp_path), rounds=2)
+
+
+def test_kill_in_round_two_then_resume_matches_uninterrupted(tmp_path, tiny_cache_dir):
+    ref_root, killed_root = tmp_path / "ref", tmp_path / "killed"
+    ref_root.mkdir()
+    killed_root.mkdir()
+    ref = tutorkd("teach", str(small_run_config(ref_root, tiny_cache_dir, "transformers")))
+    assert ref.returncode == 0, ref.stderr
+    ref_dir = only_run(ref_root)
+
+    cfg = small_run_config(killed_root, tiny_cache_dir, "transformers")
+    proc = subprocess.Popen([sys.executable, "-m", "tutorkd.cli", "teach", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list((killed_root / "runs").glob("*/rounds/r2/generated.jsonl")):
+        assert proc.poll() is None, "run ended before round 2 started"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_dir = only_run(killed_root)
+    assert not (run_dir / "rounds" / "r2" / "eval.json").exists(), "killed too late to test anything"
+
+    resumed = tutorkd("teach", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    check_finished_run(run_dir, rounds=2)
+    assert example_ids(run_dir) == example_ids(ref_dir)
+    for k in range(3):
+        got = (run_dir / "rounds" / f"r{k}" / "data.jsonl")
+        want = (ref_dir / "rounds" / f"r{k}" / "data.jsonl")
+        if want.exists():
+            assert got.read_text() == want.read_text()
+
+
+def test_bad_config_exits_2_with_field_path(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("environment:\n  level: sideways\n  budgett: 3\nteacher: agents/nope.yaml\n")
+    proc = tutorkd("teach", str(bad))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    out = proc.stdout + proc.stderr
+    assert "environment.level" in out and "environment.budgett" in out and "teacher" in out
+
+
+def test_missing_config_and_bad_resume_exit_2(tmp_path):
+    for args in (["teach", str(tmp_path / "missing.yaml")], ["teach", "--resume", str(tmp_path)]):
+        proc = tutorkd(*args)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_resume_with_different_config_is_refused(tmp_path, tiny_cache_dir):
+    run_dir = tmp_path / "runs" / "some-run"
+    run_dir.mkdir(parents=True)
+    cfg = small_run_config(tmp_path, tiny_cache_dir, "transformers")
+    from tutorkd.cli import resolve_config
+    from tutorkd.run import save_config
+
+    save_config(resolve_config(cfg, None, None, {}), run_dir)
+    proc = tutorkd("teach", "--resume", str(run_dir), "--seed", "7")
+    assert proc.returncode == 2
+    assert "differs" in proc.stdout + proc.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"], "nothing may be written"

@@ -1,0 +1,141 @@
+"""The ``tutorkd`` command line.
+
+Every user error (bad config, missing path, unwritable folder) prints one clear message naming the
+field and the fix and exits with code 2; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tutorkd.config import ConfigError, RunConfig, format_validation_error, load_config
+
+app = typer.Typer(
+    help="tutorkd: teacher agents that model their student and generate tailored training data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+console = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """Teach, evaluate and compare students of teaching environments."""
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def resolve_config(config: Path | None, env: Path | None, teacher: Path | None, overrides: dict) -> RunConfig:
+    """Defaults < CONFIG file < --env/--teacher spec files < single-value flags, validated once."""
+    from pydantic import ValidationError
+
+    base = load_config(RunConfig, config) if config else RunConfig()
+    data = base.model_dump(mode="json")
+    if env is not None:
+        data["environment"] = str(env)
+    if teacher is not None:
+        data["teacher"] = str(teacher)
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(config or "command line"), exc)) from None
+
+
+@app.command()
+def teach(
+    config: Annotated[Path | None, typer.Argument(help="Run config YAML (environment, teacher, student, backend, seed). Omit for the embedded default: the arithmetic skill tree, a uniform teacher, the tiny student on vLLM.")] = None,
+    env: Annotated[Path | None, typer.Option("--env", help="Environment spec, e.g. environments/arithmetic-tree.yaml.")] = None,
+    teacher: Annotated[Path | None, typer.Option("--teacher", help="Teacher spec, e.g. agents/open-ended.yaml.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed (data generation and training).")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Teaching rounds (each: plan, generate, verify, train, evaluate).")] = None,
+    backend: Annotated[Literal["vllm", "transformers"] | None, typer.Option(help="Engine serving the student versions.")] = None,
+    runs_root: Annotated[Path | None, typer.Option(help="Folder for new run directories (default: runs/).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run from its last finished step.")] = None,
+) -> None:
+    """Teach a student for a few rounds and show its per-skill accuracy before and after.
+
+    Each round the teacher reads the environment's feedback on the student, plans data, generates and
+    verifies it; the student trains a new LoRA adapter on it and is re-evaluated on held-out problems.
+    Everything lands in a new run directory (config, datasets, adapters, reports, learning curve).
+    """
+    from tutorkd.run import build_loop, load_run_config, new_run_dir, save_config
+
+    try:
+        if resume is not None:
+            saved = load_run_config(resume)
+            if config or env or teacher or seed is not None or rounds is not None or backend:
+                asked = resolve_config(config, env, teacher, {"seed": seed, "environment.rounds": rounds,
+                                                              "backend.kind": backend})
+                if asked != saved:
+                    _fail(f"--resume {resume}: the given config differs from the one the run was started with; "
+                          "resume with no other options, or start a new run")
+            cfg, run_dir = saved, resume
+        else:
+            cfg = resolve_config(config, env, teacher, {"seed": seed, "environment.rounds": rounds,
+                                                        "backend.kind": backend,
+                                                        "runs_root": str(runs_root) if runs_root else None})
+            run_dir = new_run_dir(cfg)
+            save_config(cfg, run_dir)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+
+    console.print(f"[bold]tutorkd teach[/]  run [cyan]{run_dir}[/]  teacher [green]{cfg.teacher.name}[/]  "
+                  f"level {cfg.environment.level.value}  rounds {cfg.environment.rounds}  "
+                  f"budget {cfg.environment.budget}  backend {cfg.backend.kind}", highlight=False)
+    from tutorkd.progress import EventPrinter
+
+    printer = EventPrinter(console, rounds=cfg.environment.rounds)
+    with printer:
+        loop = build_loop(cfg, run_dir, printer)
+        loop.run(resume=resume is not None)
+    console.print(before_after_table(run_dir))
+    console.print(f"learning curve: [cyan]{run_dir / 'learning_curve.png'}[/]")
+    console.print(f"run directory:  [cyan]{run_dir}[/]")
+
+
+def before_after_table(run_dir: Path) -> Table:
+    """Per-skill held-out accuracy of the base student and of the last version."""
+    from tutorkd.plots import load_round_evals
+
+    evals = load_round_evals(run_dir)
+    first, last = evals[0].test, evals[-1].test
+    after = {s.skill_id: s for s in last.per_skill}
+    table = Table(title=f"held-out test accuracy: base -> {evals[-1].student.name}")
+    for col in ("skill", "n", "before", "after", "change"):
+        table.add_column(col, justify="left" if col == "skill" else "right")
+    for s in first.per_skill:
+        a = after[s.skill_id]
+        delta = a.accuracy - s.accuracy
+        colour = "green" if delta > 0.02 else "red" if delta < -0.02 else "white"
+        table.add_row(s.skill_id, str(s.n), f"{s.accuracy:.3f}", f"{a.accuracy:.3f}", f"[{colour}]{delta:+.3f}[/]")
+    delta = last.accuracy - first.accuracy
+    table.add_row("[bold]overall", str(first.n), f"{first.accuracy:.3f}", f"{last.accuracy:.3f}", f"[bold]{delta:+.3f}")
+    return table
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

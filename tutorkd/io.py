@@ -1,0 +1,51 @@
+"""Atomic file writes and JSONL of records: a half-written file is never read as finished."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temp file in the same folder, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Why: leave no stray temp file behind, then let the error propagate unchanged.
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, record: BaseModel) -> None:
+    """Atomically write one record as indented JSON."""
+    atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
+
+
+def read_json(path: str | Path, model: type[R]) -> R:
+    """Read one record written by ``write_json``."""
+    return model.model_validate_json(Path(path).read_text())
+
+
+def write_jsonl(path: str | Path, records: Iterable[BaseModel]) -> None:
+    """Atomically write records, one JSON object per line."""
+    atomic_write_text(path, "".join(r.model_dump_json() + "\n" for r in records))
+
+
+def read_jsonl(path: str | Path, model: type[R]) -> list[R]:
+    """Read records written by ``write_jsonl``."""
+    with open(path) as f:
+        return [model.model_validate_json(line) for line in f if line.strip()]

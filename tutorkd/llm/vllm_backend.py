@@ -1,0 +1,135 @@
+"""A ``Backend`` on one in-process vLLM engine that serves every student version as a LoRA adapter.
+
+The engine loads the base once; each request batch names the student version it is for, and vLLM
+loads that version's adapter on demand (``LoRARequest``), so rounds of training never restart it.
+
+The engine core runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` unless the user set it):
+vLLM's default spawns the engine core as a child process, which requires every script that builds
+an engine to guard its entry point with ``if __name__ == "__main__"`` and can leave an orphan process
+when the parent dies. On a 2-core CPU the child buys no overlap, so in-process costs nothing and works
+the same under pytest, a typer console script and a plain script.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from tutorkd.protocols import Completion, SamplingConfig
+from tutorkd.schema import StudentVersion
+
+
+class VLLMBackend:
+    """Serves a base model and its LoRA versions from one ``vllm.LLM`` engine.
+
+    Implements ``tutorkd.protocols.Backend``. ``version`` ``None`` or without an adapter means the
+    base; otherwise the request goes through ``LoRARequest(version.name, version.lora_int_id,
+    version.adapter_path)``. vLLM caches adapters by id, so an id must always name the same weights:
+    reusing one for another path, or after its file changed, raises instead of serving stale weights.
+
+    ``token_logprobs`` are the sampled tokens' logprobs under the unmodified model distribution; the
+    EOS token counts as a generated token but is not part of ``text``; ``text`` stops before the
+    first stop string. Each prompt of a batch gets its own sampling seed (``params.seed + index``), so
+    repeated prompts give different samples at temperature > 0.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        max_lora_rank: int,
+        max_model_len: int = 128,
+        kv_cache_gib: int = 1,
+        seed: int = 0,
+        max_loras: int = 1,
+        max_cpu_loras: int = 8,
+    ) -> None:
+        # Why setdefault: a user who tuned these for their machine keeps their values.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=str(model_dir),
+            dtype="float32",
+            max_model_len=max_model_len,
+            enforce_eager=True,
+            enable_lora=True,
+            max_lora_rank=max_lora_rank,
+            max_loras=max_loras,
+            max_cpu_loras=max_cpu_loras,
+            seed=seed,
+        )
+        """The engine; public so tests and callers can check that it is never rebuilt."""
+        self._adapters: dict[int, tuple[str, int]] = {}
+        """Adapter id to (path, modification time of its weights) when first served."""
+
+    def generate(
+        self, prompts: Sequence[str], params: SamplingConfig, version: StudentVersion | None = None
+    ) -> list[Completion]:
+        """Complete each prompt with ``version``'s adapter (``None`` or no adapter: the base)."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        structured = None
+        if params.json_schema is not None or params.regex is not None:
+            structured = StructuredOutputsParams(json=params.json_schema, regex=params.regex)
+        sampling = [
+            SamplingParams(
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=1.0,
+                top_k=0,
+                seed=params.seed + i,
+                logprobs=0 if params.logprobs else None,
+                stop=list(params.stop) or None,
+                structured_outputs=structured,
+            )
+            for i in range(len(prompts))
+        ]
+        results = self.llm.generate(
+            list(prompts), sampling, use_tqdm=False, lora_request=self._lora_request(version)
+        )
+        out = []
+        for result in results:
+            gen = result.outputs[0]
+            logprobs: tuple[float, ...] = ()
+            if params.logprobs:
+                logprobs = tuple(step[tok].logprob for tok, step in zip(gen.token_ids, gen.logprobs, strict=True))
+            out.append(
+                Completion(
+                    text=gen.text,
+                    token_logprobs=logprobs,
+                    prompt_tokens=len(result.prompt_token_ids),
+                    completion_tokens=len(gen.token_ids),
+                )
+            )
+        return out
+
+    def close(self) -> None:
+        """Shut the engine core down and free what vLLM lets go of; the backend is unusable after."""
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        self.llm.llm_engine.engine_core.shutdown()
+        del self.llm
+        cleanup_dist_env_and_memory()
+
+    def _lora_request(self, version: StudentVersion | None):  # -> LoRARequest | None (lazy import)
+        from vllm.lora.request import LoRARequest
+
+        if version is None or version.adapter_path is None:
+            return None
+        if version.lora_int_id < 1:
+            raise ValueError(f"student version {version.name} has an adapter but lora_int_id {version.lora_int_id}; "
+                             "adapter ids start at 1 (0 is the base)")
+        weights = Path(version.adapter_path) / "adapter_model.safetensors"
+        seen = (version.adapter_path, weights.stat().st_mtime_ns)
+        first = self._adapters.setdefault(version.lora_int_id, seen)
+        if first != seen:
+            raise ValueError(
+                f"lora_int_id {version.lora_int_id} was first served from {first[0]} and now names "
+                f"{version.adapter_path} (or its weights changed); vLLM would serve the old weights, so "
+                "give every adapter version a new id"
+            )
+        return LoRARequest(version.name, version.lora_int_id, version.adapter_path)

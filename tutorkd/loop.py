@@ -1,0 +1,259 @@
+"""The closed teaching loop as a langgraph ``StateGraph``, checkpointed to SQLite.
+
+    evaluate -> plan -> generate -> verify -> train -> evaluate -> ... -> finish
+
+Graph state holds only counters, paths and the environment's small ``EnvState``; every node writes
+its real output (plans, datasets, adapters, reports) atomically into the run directory. A node that
+finds its finished output already on disk reuses it, so a run killed anywhere resumes from the last
+checkpoint without redoing or duplicating work, and regenerates bit-identical data where it must
+redo a step (all randomness is derived from the run seed and the round).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from tutorkd.io import atomic_write_text, read_json, read_jsonl, write_json, write_jsonl
+from tutorkd.protocols import GenerationContext
+from tutorkd.schema import EnvState, Example, Feedback, Plan, Record, RoundEval
+from tutorkd.verify import verify
+
+
+class LoopState(BaseModel):
+    """What langgraph checkpoints after every node: small, typed, no datasets or tensors."""
+
+    round: int = 0
+    """Rounds trained so far; the next plan/generate/verify/train work on ``round + 1``."""
+    env: EnvState | None = None
+    done: bool = False
+
+
+class LoopEvent(Record):
+    """A progress message from the loop to whoever displays it (the CLI renders these with rich)."""
+
+    node: str
+    round: int
+    message: str
+    seconds: float = 0.0
+
+
+class PhaseTimes(Record):
+    """Wall time of each loop phase in one round (seconds)."""
+
+    plan: float = 0.0
+    generate: float = 0.0
+    verify: float = 0.0
+    train: float = 0.0
+    evaluate: float = 0.0
+
+
+_CHECKPOINT_TYPES = [
+    ("tutorkd.schema", name) for name in ("EnvState", "StudentVersion")
+] + [("tutorkd.loop", "LoopState")]
+
+
+def round_dir(run_dir: Path, k: int) -> Path:
+    """Folder holding everything produced for round ``k`` (round 0 is the base student's evaluation)."""
+    return run_dir / "rounds" / f"r{k}"
+
+
+def _record_time(run_dir: Path, k: int, phase: str, seconds: float) -> None:
+    path = round_dir(run_dir, k) / "times.json"
+    times = read_json(path, PhaseTimes) if path.exists() else PhaseTimes()
+    write_json(path, times.model_copy(update={phase: round(seconds, 3)}))
+
+
+class TeachingLoop:
+    """Builds and runs the graph over an environment, a teacher and the verification filter.
+
+    ``env`` is a ``TeachingEnv`` (fine-grained ``evaluate``/``feedback``/``admit``/``train`` parts);
+    ``teacher`` has ``plan`` and ``generate``; ``domain`` and ``heldout`` feed the verifier.
+    """
+
+    def __init__(self, *, run_dir: Path, run_id: str, seed: int, env, teacher, domain, heldout,
+                 on_event: Callable[[LoopEvent], None] = lambda e: None) -> None:
+        self.run_dir, self.run_id, self.seed = run_dir, run_id, seed
+        self.env, self.teacher, self.domain, self.heldout = env, teacher, domain, heldout
+        self.on_event = on_event
+
+    # ---------------------------------------------------------------------------------------------
+    # nodes
+
+    def _evaluate(self, state: LoopState) -> dict:
+        k = state.round
+        out = round_dir(self.run_dir, k)
+        t0 = time.perf_counter()
+        if (out / "eval.json").exists():
+            evaluation = read_json(out / "eval.json", RoundEval)
+        else:
+            evaluation = self.env.evaluate()
+            write_json(out / "eval.json", evaluation)
+            _record_time(self.run_dir, k, "evaluate", time.perf_counter() - t0)
+        feedback = self.env.feedback(evaluation)
+        write_json(out / "feedback.json", feedback)
+        self._write_metrics()
+        self.on_event(LoopEvent(node="evaluate", round=k, seconds=time.perf_counter() - t0,
+                                message=f"val {evaluation.val.accuracy:.3f}  test {evaluation.test.accuracy:.3f}"))
+        return {"done": feedback.done, "env": self.env.state}
+
+    def _plan(self, state: LoopState) -> dict:
+        k = state.round + 1
+        t0 = time.perf_counter()
+        feedback = read_json(round_dir(self.run_dir, state.round) / "feedback.json", Feedback)
+        plan = self.teacher.plan(feedback)
+        write_json(round_dir(self.run_dir, k) / "plan.json", plan)
+        _record_time(self.run_dir, k, "plan", time.perf_counter() - t0)
+        self.on_event(LoopEvent(node="plan", round=k, message=f"{plan.total} examples: {plan.reasoning}"))
+        return {}
+
+    def _generate(self, state: LoopState) -> dict:
+        k = state.round + 1
+        out = round_dir(self.run_dir, k)
+        t0 = time.perf_counter()
+        plan = read_json(out / "plan.json", Plan)
+        context = GenerationContext(run_id=self.run_id, round=k, teacher=self.teacher.name, seed=self.seed)
+        examples = self.teacher.generate(plan, context)
+        write_jsonl(out / "generated.jsonl", examples)
+        _record_time(self.run_dir, k, "generate", time.perf_counter() - t0)
+        self.on_event(LoopEvent(node="generate", round=k, message=f"generated {len(examples)}"))
+        return {}
+
+    def _verify(self, state: LoopState) -> dict:
+        k = state.round + 1
+        out = round_dir(self.run_dir, k)
+        t0 = time.perf_counter()
+        generated = read_jsonl(out / "generated.jsonl", Example)
+        seen = {ex.prompt for path in state.env.data_files for ex in read_jsonl(path, Example)}
+        result = verify(generated, self.domain, self.heldout.questions, seen)
+        kept = self.env.admit(list(result.kept))
+        write_jsonl(out / "rejected.jsonl", result.rejected)
+        write_jsonl(out / "data.jsonl", kept)
+        _save_hf_dataset(kept, out / "dataset")
+        write_json(out / "verify.json", VerifyReport(counts=result.counts, generated=len(generated),
+                                                     kept=len(result.kept), admitted=len(kept)))
+        _record_time(self.run_dir, k, "verify", time.perf_counter() - t0)
+        rejected = ", ".join(f"{n} {why}" for why, n in sorted(result.counts.items()) if why != "ok" and n)
+        self.on_event(LoopEvent(node="verify", round=k,
+                                message=f"kept {len(kept)} of {len(generated)}" + (f" (rejected: {rejected})" if rejected else "")))
+        return {}
+
+    def _train(self, state: LoopState) -> dict:
+        k = state.round + 1
+        out = round_dir(self.run_dir, k)
+        t0 = time.perf_counter()
+        examples = read_jsonl(out / "data.jsonl", Example)
+        self.env.train(examples, str(out / "data.jsonl"))
+        stats = self.env.student.last_train_stats
+        write_json(out / "train_stats.json", stats)
+        _record_time(self.run_dir, k, "train", time.perf_counter() - t0)
+        self.on_event(LoopEvent(node="train", round=k, seconds=time.perf_counter() - t0,
+                                message=f"{stats.steps} steps, loss {stats.first_loss:.3f} -> {stats.last_loss:.3f}"))
+        return {"round": k, "env": self.env.state}
+
+    def _finish(self, state: LoopState) -> dict:
+        from tutorkd.plots import plot_learning_curve
+
+        self._write_metrics()
+        plot_learning_curve(self.run_dir)
+        self.on_event(LoopEvent(node="finish", round=state.round, message=f"run directory: {self.run_dir}"))
+        return {}
+
+    def _write_metrics(self) -> None:
+        """Rebuild ``metrics.jsonl`` from the per-round files, so it is correct after any resume."""
+        lines = []
+        for k in range(0, 10_000):
+            path = round_dir(self.run_dir, k) / "eval.json"
+            if not path.exists():
+                break
+            evaluation = read_json(path, RoundEval)
+            verify_path = round_dir(self.run_dir, k) / "verify.json"
+            times_path = round_dir(self.run_dir, k) / "times.json"
+            lines.append(json.dumps({
+                "round": k,
+                "student": evaluation.student.name,
+                "val_accuracy": evaluation.val.accuracy,
+                "test_accuracy": evaluation.test.accuracy,
+                "test_per_skill": evaluation.test.skill_accuracy(),
+                "data": read_json(verify_path, VerifyReport).model_dump() if verify_path.exists() else None,
+                "times": read_json(times_path, PhaseTimes).model_dump() if times_path.exists() else None,
+            }))
+        atomic_write_text(self.run_dir / "metrics.jsonl", "".join(line + "\n" for line in lines))
+
+    # ---------------------------------------------------------------------------------------------
+    # graph
+
+    def compile(self, conn: sqlite3.Connection):
+        """The compiled graph, checkpointed into ``conn``."""
+        from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+        from langgraph.checkpoint.sqlite import SqliteSaver
+        from langgraph.graph import END, START, StateGraph
+
+        graph = StateGraph(LoopState)
+        nodes = {"evaluate": self._evaluate, "plan": self._plan, "generate": self._generate,
+                 "verify": self._verify, "train": self._train, "finish": self._finish}
+        for name, fn in nodes.items():
+            graph.add_node(name, fn)
+        graph.add_edge(START, "evaluate")
+        graph.add_conditional_edges("evaluate", lambda s: "finish" if s.done else "plan", ["finish", "plan"])
+        graph.add_sequence(["plan", "generate", "verify", "train"])
+        graph.add_edge("train", "evaluate")
+        graph.add_edge("finish", END)
+        serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
+        return graph.compile(checkpointer=SqliteSaver(conn, serde=serde))
+
+    def run(self, resume: bool) -> LoopState:
+        """Run to the end, or continue from the last checkpoint when ``resume`` is set."""
+        conn = sqlite3.connect(self.run_dir / "checkpoints.sqlite", check_same_thread=False)
+        try:
+            app = self.compile(conn)
+            config = {"configurable": {"thread_id": self.run_id}, "recursion_limit": 10_000}
+            if resume:
+                snapshot = app.get_state(config)
+                if not snapshot.values:
+                    raise RuntimeError(f"{self.run_dir}: no checkpoint to resume from")
+                saved = LoopState.model_validate(snapshot.values)
+                if saved.env is not None:
+                    self.env.restore(saved.env)
+                if not snapshot.next:
+                    return saved
+                out = app.invoke(None, config, durability="sync")
+            else:
+                out = app.invoke(LoopState(env=self.env.state), config, durability="sync")
+            return LoopState.model_validate(out)
+        finally:
+            conn.close()
+
+
+class VerifyReport(Record):
+    """Counts of one round's data: generated, kept by the verifier, admitted under the budget."""
+
+    generated: int
+    kept: int
+    admitted: int
+    counts: dict[str, int]
+
+
+def _save_hf_dataset(examples: list[Example], path: Path) -> None:
+    """Save the round's training data as an HF dataset (prompt/completion plus provenance columns)."""
+    import shutil
+
+    from datasets import Dataset
+
+    rows = {
+        "id": [e.id for e in examples],
+        "prompt": [e.prompt for e in examples],
+        "completion": [e.completion for e in examples],
+        "skill_id": [e.provenance.skill_id or "" for e in examples],
+        "provenance": [e.provenance.model_dump_json() for e in examples],
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    Dataset.from_dict(rows).save_to_disk(str(tmp))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)

@@ -1,0 +1,175 @@
+"""The small contracts tutorkd is built on: Backend, Student, Domain, Environment, Policy, Engine.
+
+Concrete classes implement these structurally; nothing inherits implementation from anything.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Container, Sequence
+from typing import Protocol
+
+from tutorkd.schema import (
+    Attempt,
+    Example,
+    Feedback,
+    Plan,
+    Problem,
+    Record,
+    SkillTree,
+    StructureLevel,
+    StudentVersion,
+)
+
+
+class SamplingConfig(Record):
+    """Decoding settings for one ``Backend.generate`` call."""
+
+    max_tokens: int = 48
+    temperature: float = 0.0
+    seed: int = 0
+    logprobs: bool = False
+    """Return per-token logprobs of the sampled tokens (for student confidence)."""
+    stop: tuple[str, ...] = ()
+    json_schema: str | None = None
+    """JSON schema (as a string) that structured decoding must follow; outputs are still re-validated."""
+    regex: str | None = None
+
+
+class Completion(Record):
+    """One generated continuation."""
+
+    text: str
+    token_logprobs: tuple[float, ...] = ()
+    """Logprob of each generated token, when ``SamplingConfig.logprobs`` was set."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Backend(Protocol):
+    """Generates text from a base model, optionally through one LoRA adapter per request batch."""
+
+    def generate(
+        self, prompts: Sequence[str], params: SamplingConfig, version: StudentVersion | None = None
+    ) -> list[Completion]:
+        """Complete each prompt; ``version`` selects the adapter (``None`` or base: no adapter)."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine."""
+        ...
+
+
+class Student(Protocol):
+    """A trainable model that answers problems, versioned by round."""
+
+    @property
+    def version(self) -> StudentVersion:
+        """The version that ``answer`` uses."""
+        ...
+
+    def answer(
+        self, problems: Sequence[Problem], explanations: Sequence[str | None] | None = None
+    ) -> list[Attempt]:
+        """Answer each problem, with the teacher's explanation in context where one is given."""
+        ...
+
+    def train(
+        self, examples: Sequence[Example], round: int, init: StudentVersion | None
+    ) -> StudentVersion:
+        """Fit version ``r{round}`` on ``examples``, starting from ``init``'s adapter (``None``: a fresh
+        adapter on the base), and make it the current version."""
+        ...
+
+    def use(self, version: StudentVersion) -> None:
+        """Make ``version`` current (used when a run resumes)."""
+        ...
+
+
+class Domain(Protocol):
+    """A problem space with a skill tree, a generator and an exact verifier."""
+
+    name: str
+
+    @property
+    def tree(self) -> SkillTree:
+        """The domain's skills."""
+        ...
+
+    @property
+    def alphabet(self) -> str:
+        """Every character a prompt or completion of this domain can contain (for char tokenizers)."""
+        ...
+
+    def sample(
+        self, skill_id: str, n: int, rng: random.Random, exclude: Container[str] = frozenset()
+    ) -> list[Problem]:
+        """Draw ``n`` problems of one leaf skill, with rationales, none whose question is in ``exclude``.
+
+        Raises ``RuntimeError`` when ``exclude`` leaves too little of the skill to draw from."""
+        ...
+
+    def similar(
+        self, problem: Problem, n: int, rng: random.Random, exclude: Container[str] = frozenset()
+    ) -> list[Problem]:
+        """Draw ``n`` problems with the same structure as ``problem`` (different numbers)."""
+        ...
+
+    def check(self, problem: Problem, output: str) -> tuple[str | None, bool]:
+        """Parse a student output and verify it: (parsed answer or ``None``, correct)."""
+        ...
+
+    def prompt(self, problem: Problem, explanation: str | None = None) -> str:
+        """The student's prompt; an explanation is placed where the student's own reasoning starts.
+
+        The same function renders prompts for evaluation before and after training, so the format
+        never changes between student versions (DataEnvGym evaluated the base few-shot and LoRA
+        students zero-shot).
+        """
+        ...
+
+    def completion(self, problem: Problem, style: str) -> str:
+        """The training target for ``problem`` in ``style`` (``rationale`` or ``direct``)."""
+        ...
+
+
+class Environment(Protocol):
+    """DataEnvGym's contract: evaluate, then train on the teacher's data and re-evaluate."""
+
+    level: StructureLevel
+
+    def reset(self) -> Feedback:
+        """Evaluate the current student and describe it to the teacher."""
+        ...
+
+    def step(self, examples: Sequence[Example]) -> Feedback:
+        """Train the student on ``examples`` (within budget), re-evaluate, describe."""
+        ...
+
+
+class Policy(Protocol):
+    """The planning half of a teacher: feedback in, plan out."""
+
+    def plan(self, feedback: Feedback) -> Plan:
+        """Decide what data to make this round."""
+        ...
+
+
+class Engine(Protocol):
+    """The generating half of a teacher: plan in, examples out."""
+
+    def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
+        """Make the examples the plan asks for, each with provenance."""
+        ...
+
+
+class GenerationContext(Record):
+    """Everything an engine needs to stamp provenance and seed itself deterministically."""
+
+    run_id: str
+    round: int
+    teacher: str
+    seed: int
+    avoid: frozenset[str] = frozenset()
+    """Questions trained on in earlier rounds: generating them again would only be rejected as
+    duplicates and waste the round's budget."""

@@ -1,0 +1,132 @@
+"""Fine-tune a LoRA adapter on (prompt, completion) pairs with TRL's ``SFTTrainer`` on the CPU.
+
+The adapter is vLLM-servable by construction: plain LoRA on every linear layer, no DoRA and no
+``modules_to_save`` (vLLM rejects both); the tokenizer already has a chat template and all its
+tokens, so TRL never adds any (which would silently put ``lm_head`` into ``modules_to_save``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tutorkd.config import TinyStudentConfig
+from tutorkd.schema import TrainStats
+from tutorkd.students.pretrain import MAX_LENGTH, torch_threads
+
+log = logging.getLogger(__name__)
+
+
+def train_lora(
+    base_dir: str | Path,
+    pairs: Sequence[tuple[str, str]],
+    out_dir: str | Path,
+    cfg: TinyStudentConfig,
+    init_adapter: str | Path | None = None,
+    seed: int = 0,
+) -> TrainStats:
+    """Train an adapter on ``pairs`` (loss on completions only) and save it to ``out_dir``.
+
+    ``init_adapter`` continues training an existing adapter instead of starting a fresh one of rank
+    ``cfg.lora_rank``. The adapter is written to a temporary folder and renamed to ``out_dir`` once
+    complete; ``out_dir`` must not exist yet (an adapter's weights never change under its path).
+    """
+    import datasets
+    import torch
+    from peft import LoraConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"adapter folder {out_dir} already exists; give each adapter a new folder")
+    if not pairs:
+        raise ValueError("no training pairs; a LoRA needs at least one (prompt, completion)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".tmp-{out_dir.name}-"))
+    started = time.monotonic()
+    try:
+        with torch_threads():
+            # Why seed here: PEFT draws the fresh adapter's initial weights before the trainer seeds.
+            set_seed(seed)
+            tokenizer = AutoTokenizer.from_pretrained(base_dir)
+            model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+            peft_config = None
+            if init_adapter is not None:
+                model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+            else:
+                peft_config = LoraConfig(
+                    r=cfg.lora_rank,
+                    lora_alpha=cfg.lora_alpha,
+                    lora_dropout=0.0,
+                    target_modules="all-linear",
+                    modules_to_save=None,
+                    use_dora=False,
+                    task_type="CAUSAL_LM",
+                )
+            dataset = datasets.Dataset.from_dict(
+                {"prompt": [p for p, _ in pairs], "completion": [c for _, c in pairs]}
+            )
+            args = SFTConfig(
+                output_dir=str(tmp / "trainer"),
+                use_cpu=True,
+                bf16=False,
+                gradient_checkpointing=False,
+                report_to="none",
+                learning_rate=cfg.learning_rate,
+                num_train_epochs=cfg.epochs,
+                per_device_train_batch_size=cfg.batch_size,
+                seed=seed,
+                data_seed=seed,
+                max_length=MAX_LENGTH,
+                completion_only_loss=True,
+                logging_steps=1,
+                save_strategy="no",
+                disable_tqdm=True,
+                dataloader_num_workers=0,
+            )
+            # Why: one progress bar per dataset pass is noise inside a teaching loop's own progress.
+            datasets.disable_progress_bars()
+            trainer = SFTTrainer(
+                model=model,
+                args=args,
+                train_dataset=dataset,
+                processing_class=tokenizer,
+                peft_config=peft_config,
+            )
+            trainer.remove_callback(PrinterCallback)
+            trainer.train()
+            trainer.model.save_pretrained(tmp / "adapter")
+        _check_servable(tmp / "adapter")
+        (tmp / "adapter").rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    losses = tuple(float(h["loss"]) for h in trainer.state.log_history if "loss" in h)
+    stats = TrainStats(
+        examples=len(pairs),
+        steps=trainer.state.global_step,
+        seconds=time.monotonic() - started,
+        first_loss=losses[0],
+        last_loss=losses[-1],
+        losses=losses,
+    )
+    log.info(
+        "LoRA trained on %d pairs: %d steps in %.1f s, loss %.3f -> %.3f",
+        stats.examples, stats.steps, stats.seconds, stats.first_loss, stats.last_loss,
+    )
+    return stats
+
+
+def _check_servable(adapter_dir: Path) -> None:
+    """Raise unless the saved adapter is plain LoRA that vLLM can load."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    if config.get("modules_to_save") or config.get("use_dora") or config.get("trainable_token_indices"):
+        raise RuntimeError(
+            f"adapter in {adapter_dir} has modules_to_save/DoRA/trainable tokens, which vLLM cannot serve: "
+            f"modules_to_save={config.get('modules_to_save')}, use_dora={config.get('use_dora')}"
+        )

@@ -1,0 +1,281 @@
+"""Pretrain the tiny base student from scratch on a skewed skill mix, cached by recipe hash.
+
+The base is a small Llama with a character-level tokenizer, trained by a plain torch loop on a
+stream of problems drawn from a domain: each skill by its ``mix`` weight, written with a rationale
+or directly, plus a share whose prompt already holds (part of) the rationale, so the student learns to
+use an explanation placed in its context. The result is saved under a folder named by a hash of
+everything that determines the weights; a second call with the same recipe reuses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Collection, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tutorkd.config import TinyStudentConfig
+from tutorkd.io import write_json
+from tutorkd.protocols import Domain
+from tutorkd.schema import Problem, Record
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
+
+log = logging.getLogger(__name__)
+
+RECIPE_VERSION = 1
+"""Bump when the training loop or data format changes, so stale cached bases are not reused."""
+TORCH_THREADS = 2
+MAX_LENGTH = 128
+"""Longest training sequence and the model's ``max_position_embeddings``."""
+
+
+class PretrainRecipe(Record):
+    """Everything that determines a pretrained base's weights; its hash names the cache folder.
+
+    Saved as ``recipe.json`` next to the weights, with the outcome (``final_loss``, ``seconds``).
+    """
+
+    recipe_version: int
+    domain: str
+    alphabet: str
+    mix: dict[str, float]
+    hidden_size: int
+    layers: int
+    heads: int
+    steps: int
+    batch: int
+    lr: float
+    rationale_share: float
+    explained_share: float
+    seed: int
+    excluded: int
+    """Number of held-out questions kept out of the pretraining stream."""
+    excluded_sha256: str
+    final_loss: float | None = None
+    seconds: float | None = None
+
+    def key(self) -> str:
+        """Short hash of the fields that determine the weights (not the outcome fields)."""
+        fields = self.model_dump(exclude={"final_loss", "seconds"})
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def make_recipe(
+    cfg: TinyStudentConfig, domain: Domain, mix: Mapping[str, float], exclude: Collection[str]
+) -> PretrainRecipe:
+    """The recipe of ``pretrain_base`` for these arguments (validates ``mix`` against the domain)."""
+    leaves = set(domain.tree.leaves())
+    unknown = sorted(set(mix) - leaves)
+    if unknown:
+        raise ValueError(f"pretrain mix names unknown skills {unknown}; leaf skills are {sorted(leaves)}")
+    if not any(w > 0 for w in mix.values()) or any(w < 0 for w in mix.values()):
+        raise ValueError(f"pretrain mix weights must be >= 0 with at least one > 0, got {dict(mix)}")
+    excluded = sorted(exclude)
+    return PretrainRecipe(
+        recipe_version=RECIPE_VERSION,
+        domain=domain.name,
+        alphabet=domain.alphabet,
+        mix=dict(sorted(mix.items())),
+        hidden_size=cfg.hidden_size,
+        layers=cfg.layers,
+        heads=cfg.heads,
+        steps=cfg.pretrain_steps,
+        batch=cfg.pretrain_batch,
+        lr=cfg.pretrain_lr,
+        rationale_share=cfg.pretrain_rationale_share,
+        explained_share=cfg.pretrain_explained_share,
+        seed=cfg.pretrain_seed,
+        excluded=len(excluded),
+        excluded_sha256=hashlib.sha256("\n".join(excluded).encode()).hexdigest(),
+    )
+
+
+def cache_root(cfg: TinyStudentConfig) -> Path:
+    """Folder of cached bases: ``cfg.cache_dir``, else ``$TUTORKD_CACHE/students``, else
+    ``~/.cache/tutorkd/students``."""
+    if cfg.cache_dir is not None:
+        return Path(cfg.cache_dir).expanduser()
+    env = os.environ.get("TUTORKD_CACHE")
+    if env:
+        return Path(env).expanduser() / "students"
+    return Path.home() / ".cache" / "tutorkd" / "students"
+
+
+def pretrain_base(
+    cfg: TinyStudentConfig, domain: Domain, mix: Mapping[str, float], exclude: Collection[str] = frozenset()
+) -> Path:
+    """Path of a base model pretrained with this recipe, training it first unless it is cached.
+
+    ``mix`` maps leaf skill ids to sampling weights (callers usually pass ``cfg.pretrain_mix`` or the
+    domain's default mix); ``exclude`` holds the held-out questions, which never enter the stream.
+    Training happens in a temporary folder renamed into place at the end, so an interrupted run
+    leaves nothing that a later call would reuse.
+    """
+    exclude = frozenset(exclude)  # Why: the domain tests membership once per drawn candidate.
+    recipe = make_recipe(cfg, domain, mix, exclude)
+    root = cache_root(cfg)
+    final = root / recipe.key()
+    if (final / "recipe.json").is_file():
+        log.info("pretrained base found in cache: %s", final)
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{recipe.key()}-"))
+    try:
+        started = time.monotonic()
+        final_loss = _train(recipe, domain, exclude, tmp)
+        done = recipe.model_copy(update={"final_loss": final_loss, "seconds": time.monotonic() - started})
+        write_json(tmp / "recipe.json", done)
+        try:
+            tmp.rename(final)
+        except OSError:
+            # Why: another process finished the same recipe first; its result is equally valid.
+            if not (final / "recipe.json").is_file():
+                raise
+            shutil.rmtree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("pretrained base saved: %s (loss %.3f, %.0f s)", final, done.final_loss, done.seconds)
+    return final
+
+
+def llama_config(recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
+    """The tiny Llama architecture of a recipe: intermediate size 4x hidden, tied embeddings."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=recipe.hidden_size,
+        intermediate_size=4 * recipe.hidden_size,
+        num_hidden_layers=recipe.layers,
+        num_attention_heads=recipe.heads,
+        num_key_value_heads=recipe.heads,
+        max_position_embeddings=MAX_LENGTH,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def pretrain_pair(domain: Domain, problem: Problem, recipe: PretrainRecipe, rng: random.Random) -> tuple[str, str]:
+    """One (prompt, completion) of the pretraining stream for ``problem``.
+
+    With probability ``explained_share`` the prompt already holds the rationale's first k steps
+    (k drawn uniformly, all steps included) and the completion continues with the rest and the answer;
+    otherwise the completion is written with a rationale (``rationale_share``) or directly.
+    """
+    if problem.rationale is None:
+        raise ValueError(f"problem {problem.id} has no rationale; pretraining needs one")
+    if rng.random() < recipe.explained_share:
+        steps = problem.rationale.split(" ")
+        k = rng.randint(1, len(steps))
+        rest = " ".join(steps[k:])
+        direct = domain.completion(problem, "direct")
+        return domain.prompt(problem, " ".join(steps[:k])), f"{rest} {direct}" if rest else direct
+    style = "rationale" if rng.random() < recipe.rationale_share else "direct"
+    return domain.prompt(problem), domain.completion(problem, style)
+
+
+def _batch_pairs(
+    domain: Domain, recipe: PretrainRecipe, exclude: Collection[str], rng: random.Random
+) -> list[tuple[str, str]]:
+    skills = list(recipe.mix)
+    counts = Counter(rng.choices(skills, weights=[recipe.mix[s] for s in skills], k=recipe.batch))
+    problems = [p for skill, n in sorted(counts.items()) for p in domain.sample(skill, n, rng, exclude)]
+    return [pretrain_pair(domain, p, recipe, rng) for p in problems]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = TORCH_THREADS) -> Iterator[None]:
+    """Run the body with at most ``n`` torch threads (the machine's cores), then restore the setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(n, os.cpu_count() or 1)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(recipe: PretrainRecipe, domain: Domain, exclude: Collection[str], out: Path) -> float:
+    """Train a fresh model into ``out`` (weights, tokenizer); return the mean loss of the last 50 steps."""
+    import math
+
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from transformers import LlamaForCausalLM
+
+    from tutorkd.students.tokenizer import build_char_tokenizer
+
+    tokenizer = build_char_tokenizer(recipe.alphabet)
+    with torch_threads():
+        torch.manual_seed(recipe.seed)
+        rng = random.Random(recipe.seed)
+        model = LlamaForCausalLM(llama_config(recipe, tokenizer))
+        model.train()
+        optim = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.95), weight_decay=0.01)
+        warmup = max(1, recipe.steps // 20)
+
+        def lr_factor(step: int) -> float:
+            # Linear warmup, then cosine decay to a tenth of the peak learning rate.
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, recipe.steps - warmup)
+            return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_factor)
+        losses: list[float] = []
+        columns = (TextColumn("pretraining tiny student"), BarColumn(), TextColumn("{task.completed}/{task.total} "
+                   "loss {task.fields[loss]:.3f}"), TimeRemainingColumn())
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task("pretrain", total=recipe.steps, loss=float("nan"))
+            for step in range(recipe.steps):
+                batch = _collate(_batch_pairs(domain, recipe, exclude, rng), tokenizer)
+                loss = model(**batch).loss
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optim.step()
+                sched.step()
+                losses.append(loss.item())
+                progress.update(task, advance=1, loss=losses[-1])
+                if (step + 1) % 100 == 0:
+                    log.info("pretrain step %d/%d loss %.4f", step + 1, recipe.steps, losses[-1])
+        model.eval()
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    tail = losses[-50:]
+    return sum(tail) / len(tail)
+
+
+def _collate(pairs: list[tuple[str, str]], tokenizer: PreTrainedTokenizerFast) -> dict:
+    """Right-padded ``input_ids``/``attention_mask``/``labels``; labels cover completion and EOS only."""
+    import torch
+
+    prompts = tokenizer([p for p, _ in pairs])["input_ids"]
+    fulls = tokenizer([p + c for p, c in pairs])["input_ids"]
+    width = max(len(f) for f in fulls) + 1
+    if width > MAX_LENGTH:
+        raise ValueError(f"a pretraining example is {width} tokens, over the model's {MAX_LENGTH}")
+    ids = torch.full((len(pairs), width), tokenizer.pad_token_id)
+    labels = torch.full((len(pairs), width), -100)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    for i, (prompt, full) in enumerate(zip(prompts, fulls, strict=True)):
+        row = torch.tensor([*full, tokenizer.eos_token_id])
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+        labels[i, len(prompt) : len(row)] = row[len(prompt) :]
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
