@@ -49,7 +49,7 @@ class FakeStudent:
             elif skill in self.known:
                 output = DOMAIN.completion(p, "rationale")
             else:
-                output = "A:0"
+                output = "A:99999"  # never a gold answer (2-digit operands)
             parsed, correct = DOMAIN.check(p, output)
             attempts.append(Attempt(problem=p, output=output, parsed_answer=parsed, correct=correct))
         return attempts

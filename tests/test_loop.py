@@ -13,18 +13,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tutorkd.config import TinyStudentConfig
 from tutorkd.io import read_jsonl
 from tutorkd.plots import load_round_evals
 from tutorkd.schema import Example
 
 
-def small_run_config(tmp_path: Path, cache_dir: Path, backend: str, rounds: int = 2, seed: int = 0) -> Path:
-    """A run config small enough for a test: tiny eval sets, a short pretrain, two rounds."""
+def small_run_config(tmp_path: Path, student: TinyStudentConfig, backend: str, rounds: int = 2,
+                     seed: int = 0) -> Path:
+    """A run config small enough for a test: tiny eval sets, the shared test base student, two rounds."""
     cfg = {
         "environment": {"level": "skill_tree", "test_per_skill": 20, "val_per_skill": 10, "budget": 240,
                         "rounds": rounds},
         "teacher": {"name": "uniform", "policy": "uniform", "per_round": 120},
-        "student": {"pretrain_steps": 150, "cache_dir": str(cache_dir), "epochs": 1},
+        "student": student.model_dump(mode="json"),
         "backend": {"kind": backend},
         "seed": seed,
         "runs_root": str(tmp_path / "runs"),
@@ -66,8 +68,8 @@ def check_finished_run(run_dir: Path, rounds: int) -> None:
     assert len(ids) == len(set(ids)) == 240
 
 
-def test_two_round_loop_transformers(tmp_path, tiny_cache_dir):
-    cfg = small_run_config(tmp_path, tiny_cache_dir, "transformers")
+def test_two_round_loop_transformers(tmp_path, tiny_cfg, tiny_base):
+    cfg = small_run_config(tmp_path, tiny_cfg, "transformers")
     proc = tutorkd("teach", str(cfg))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = only_run(tmp_path)
@@ -76,22 +78,22 @@ def test_two_round_loop_transformers(tmp_path, tiny_cache_dir):
 
 
 @pytest.mark.vllm
-def test_two_round_loop_vllm(tmp_path, tiny_cache_dir):
-    cfg = small_run_config(tmp_path, tiny_cache_dir, "vllm")
+def test_two_round_loop_vllm(tmp_path, tiny_cfg, tiny_base):
+    cfg = small_run_config(tmp_path, tiny_cfg, "vllm")
     proc = tutorkd("teach", str(cfg))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     check_finished_run(only_run(tmp_path), rounds=2)
 
 
-def test_kill_in_round_two_then_resume_matches_uninterrupted(tmp_path, tiny_cache_dir):
+def test_kill_in_round_two_then_resume_matches_uninterrupted(tmp_path, tiny_cfg, tiny_base):
     ref_root, killed_root = tmp_path / "ref", tmp_path / "killed"
     ref_root.mkdir()
     killed_root.mkdir()
-    ref = tutorkd("teach", str(small_run_config(ref_root, tiny_cache_dir, "transformers")))
+    ref = tutorkd("teach", str(small_run_config(ref_root, tiny_cfg, "transformers")))
     assert ref.returncode == 0, ref.stderr
     ref_dir = only_run(ref_root)
 
-    cfg = small_run_config(killed_root, tiny_cache_dir, "transformers")
+    cfg = small_run_config(killed_root, tiny_cfg, "transformers")
     proc = subprocess.Popen([sys.executable, "-m", "tutorkd.cli", "teach", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
@@ -131,10 +133,10 @@ def test_missing_config_and_bad_resume_exit_2(tmp_path):
         assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_resume_with_different_config_is_refused(tmp_path, tiny_cache_dir):
+def test_resume_with_different_config_is_refused(tmp_path, tiny_cfg, tiny_base):
     run_dir = tmp_path / "runs" / "some-run"
     run_dir.mkdir(parents=True)
-    cfg = small_run_config(tmp_path, tiny_cache_dir, "transformers")
+    cfg = small_run_config(tmp_path, tiny_cfg, "transformers")
     from tutorkd.cli import resolve_config
     from tutorkd.run import save_config
 

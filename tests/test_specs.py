@@ -5,16 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 
-from tutorkd.config import ArithmeticEnvConfig, Config, ConfigError, RunConfig, TeacherConfig, load_config
+from tutorkd.config import (
+    ENV_SPEC,
+    ArithmeticEnvConfig,
+    Config,
+    ConfigError,
+    RunConfig,
+    TeacherConfig,
+    load_config,
+)
+from tutorkd.evals.suite import EvalConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
-SPEC_MODELS: dict[str, type[Config]] = {
+SPEC_MODELS: dict[str, type[Config] | TypeAdapter] = {
     "agents": TeacherConfig,
-    "environments": ArithmeticEnvConfig,
+    "environments": ENV_SPEC,
+    "evals": EvalConfig,
 }
-"""Spec folder to the config model its files must validate as; add ``"evals": EvalConfig`` with evals."""
+"""Spec folder to the config model its files must validate as."""
 
 SPEC_FOLDERS = ("agents", "environments", "evals")
 SPECS = sorted(p for folder in SPEC_FOLDERS for p in (REPO / folder).glob("**/*.y*ml"))
@@ -44,7 +55,7 @@ def test_every_spec_validates_and_says_how_to_run_it(path: Path) -> None:
 
 def test_environment_specs_cover_every_structure_level() -> None:
     levels = {
-        load_config(ArithmeticEnvConfig, p).level.value
+        load_config(ENV_SPEC, p).level.value
         for p in SPECS
         if p.relative_to(REPO).parts[0] == "environments"
     }

@@ -100,16 +100,42 @@ def teach(
 
     console.print(f"[bold]tutorkd teach[/]  run [cyan]{run_dir}[/]  teacher [green]{cfg.teacher.name}[/]  "
                   f"level {cfg.environment.level.value}  rounds {cfg.environment.rounds}  "
-                  f"budget {cfg.environment.budget}  backend {cfg.backend.kind}", highlight=False)
+                  f"budget {cfg.environment.budget}  backend {cfg.backend.kind}", highlight=False, soft_wrap=True)
     from tutorkd.progress import EventPrinter
 
+    setup_logging(run_dir / "run.log")
     printer = EventPrinter(console, rounds=cfg.environment.rounds)
-    with printer:
+    # Why outside the live bar: pretraining a base shows its own progress bar, and rich allows one
+    # live display at a time.
+    try:
         loop = build_loop(cfg, run_dir, printer)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    with printer:
         loop.run(resume=resume is not None)
     console.print(before_after_table(run_dir))
-    console.print(f"learning curve: [cyan]{run_dir / 'learning_curve.png'}[/]")
-    console.print(f"run directory:  [cyan]{run_dir}[/]")
+    # Why soft_wrap: a path broken over two lines cannot be copied or grepped.
+    console.print(f"learning curve: [cyan]{run_dir / 'learning_curve.png'}[/]", soft_wrap=True)
+    console.print(f"run directory:  [cyan]{run_dir}[/]", soft_wrap=True)
+
+
+def setup_logging(log_file: Path) -> None:
+    """Everything at INFO and above goes to ``log_file``; warnings and errors also to the terminal."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    file_handler = logging.FileHandler(log_file)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file_handler.setLevel(logging.INFO)
+    terminal = RichHandler(console=console, show_path=False, level=logging.WARNING)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(file_handler)
+    root.addHandler(terminal)
+    # Why: vLLM configures its own handlers and is chatty at INFO; its warnings still reach run.log.
+    logging.getLogger("vllm").setLevel(logging.WARNING)
 
 
 def before_after_table(run_dir: Path) -> Table:
@@ -130,6 +156,97 @@ def before_after_table(run_dir: Path) -> Table:
     delta = last.accuracy - first.accuracy
     table.add_row("[bold]overall", str(first.n), f"{first.accuracy:.3f}", f"{last.accuracy:.3f}", f"[bold]{delta:+.3f}")
     return table
+
+
+def _rows_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title)
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+@app.command("eval")
+def eval_(
+    spec: Annotated[Path, typer.Argument(help="Eval suite YAML, e.g. evals/arithmetic-heldout.yaml.")],
+    student: Annotated[str, typer.Option("--student", help="RUN_DIR or RUN_DIR:ROUND (a number, rN or base; "
+                                                           "default: the last round).")],
+) -> None:
+    """Score a student version of a run against the base student on held-out sets.
+
+    Per-skill, per-branch and overall accuracy with intervals, format errors apart from wrong answers,
+    transfer to skills never trained on, forgetting of initially strong skills, and the overlap of
+    the run's training data with the eval sets. Writes RUN_DIR/evals/SUITE-VERSION.json.
+    """
+    from tutorkd.evals.runs import evaluate_run, parse_student_ref
+    from tutorkd.evals.suite import EvalConfig, result_rows
+
+    try:
+        cfg = load_config(EvalConfig, spec)
+        run_dir, round_ = parse_student_ref(student)
+        report, out = evaluate_run(cfg, run_dir, round_, on_status=lambda m: console.print(f"[dim]{m}[/]"))
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    for split in report.splits:
+        title = f"{report.suite}: {report.student.name} vs base on {split.split} ({report.interval})"
+        console.print(_rows_table(title, *result_rows(split)))
+    for s in report.contamination.splits:
+        colour = "green" if s.exact == s.near == 0 else "red"
+        trained = report.contamination.train_questions
+        console.print(f"contamination {s.split}: [{colour}]{s.exact} exact, {s.near} near[/] of "
+                      f"{s.questions} eval questions vs {trained} training questions")
+    console.print(f"report: [cyan]{out}[/]", soft_wrap=True)
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (by teacher, one per seed).")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write it as JSON here.")] = None,
+) -> None:
+    """Compare teachers over seeds: accuracy with intervals, learning-curve area, costs per point gained,
+    and paired bootstrap tests between teachers on shared seeds."""
+    from tutorkd.evals.accounting import load_run
+    from tutorkd.evals.compare import compare as compare_runs
+    from tutorkd.evals.compare import cost_rows, pair_rows, round_rows, teacher_rows
+    from tutorkd.io import write_json
+
+    try:
+        cmp = compare_runs([load_run(d) for d in run_dirs])
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    console.print(_rows_table("test accuracy: median over seeds [95% interval]", *teacher_rows(cmp)))
+    console.print(_rows_table("costs: mean per run, and per point of accuracy gained", *cost_rows(cmp)))
+    console.print(_rows_table("test accuracy by round", *round_rows(cmp)))
+    if cmp.pairs:
+        console.print(_rows_table("paired tests on shared seeds (a - b)", *pair_rows(cmp)))
+    if json_out is not None:
+        try:
+            write_json(json_out, cmp)
+        except OSError as exc:
+            _fail(f"--json {json_out}: cannot write {exc.filename}: {exc.strerror}; pick a writable path")
+        console.print(f"json: [cyan]{json_out}[/]", soft_wrap=True)
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to report on.")],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+) -> None:
+    """Write one self-contained HTML report (plots embedded, no network) on one or more runs."""
+    from tutorkd.evals.report import write_report
+
+    try:
+        path = write_report(run_dirs, out)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    except OSError as exc:
+        _fail(f"--out {out}: cannot write {exc.filename}: {exc.strerror}; pick a writable path")
+        return
+    console.print(f"report: [cyan]{path}[/]", soft_wrap=True)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ redo a step (all randomness is derived from the run seed and the round).
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -106,8 +107,13 @@ class TeachingLoop:
         k = state.round + 1
         t0 = time.perf_counter()
         feedback = read_json(round_dir(self.run_dir, state.round) / "feedback.json", Feedback)
+        # Why always: a stateful policy then plans from the state saved with the last round whether or
+        # not the process was restarted in between, so a resumed run plans exactly as an unbroken one.
+        self.teacher.restore(round_dir(self.run_dir, state.round))
         plan = self.teacher.plan(feedback)
         write_json(round_dir(self.run_dir, k) / "plan.json", plan)
+        for name, record in self.teacher.views():  # its model of the student, e.g. skill_profile.json
+            write_json(round_dir(self.run_dir, k) / name, record)
         _record_time(self.run_dir, k, "plan", time.perf_counter() - t0)
         self.on_event(LoopEvent(node="plan", round=k, message=f"{plan.total} examples: {plan.reasoning}"))
         return {}
@@ -117,7 +123,10 @@ class TeachingLoop:
         out = round_dir(self.run_dir, k)
         t0 = time.perf_counter()
         plan = read_json(out / "plan.json", Plan)
-        context = GenerationContext(run_id=self.run_id, round=k, teacher=self.teacher.name, seed=self.seed)
+        # Why: the engine skips questions trained on in earlier rounds instead of making duplicates that
+        # the verifier would throw away; rebuilt from the data files, so a resume sees the same set.
+        context = GenerationContext(run_id=self.run_id, round=k, teacher=self.teacher.name, seed=self.seed,
+                                    avoid=frozenset(self._seen_questions(state)))
         examples = self.teacher.generate(plan, context)
         write_jsonl(out / "generated.jsonl", examples)
         _record_time(self.run_dir, k, "generate", time.perf_counter() - t0)
@@ -129,8 +138,7 @@ class TeachingLoop:
         out = round_dir(self.run_dir, k)
         t0 = time.perf_counter()
         generated = read_jsonl(out / "generated.jsonl", Example)
-        seen = {ex.prompt for path in state.env.data_files for ex in read_jsonl(path, Example)}
-        result = verify(generated, self.domain, self.heldout.questions, seen)
+        result = verify(generated, self.domain, self.heldout.questions, self._seen_questions(state))
         kept = self.env.admit(list(result.kept))
         write_jsonl(out / "rejected.jsonl", result.rejected)
         write_jsonl(out / "data.jsonl", kept)
@@ -148,6 +156,11 @@ class TeachingLoop:
         out = round_dir(self.run_dir, k)
         t0 = time.perf_counter()
         examples = read_jsonl(out / "data.jsonl", Example)
+        stale = self.run_dir / "adapters" / f"r{k}"
+        if stale.exists():
+            # Why: a kill after the adapter was renamed into place but before this node's checkpoint
+            # leaves a complete adapter behind; training is seeded, so redoing it gives the same one.
+            shutil.rmtree(stale)
         self.env.train(examples, str(out / "data.jsonl"))
         stats = self.env.student.last_train_stats
         write_json(out / "train_stats.json", stats)
@@ -155,6 +168,10 @@ class TeachingLoop:
         self.on_event(LoopEvent(node="train", round=k, seconds=time.perf_counter() - t0,
                                 message=f"{stats.steps} steps, loss {stats.first_loss:.3f} -> {stats.last_loss:.3f}"))
         return {"round": k, "env": self.env.state}
+
+    def _seen_questions(self, state: LoopState) -> set[str]:
+        """Questions of every example trained on in earlier rounds."""
+        return {ex.problem.question for path in state.env.data_files for ex in read_jsonl(path, Example)}
 
     def _finish(self, state: LoopState) -> dict:
         from tutorkd.plots import plot_learning_curve
@@ -201,8 +218,8 @@ class TeachingLoop:
             graph.add_node(name, fn)
         graph.add_edge(START, "evaluate")
         graph.add_conditional_edges("evaluate", lambda s: "finish" if s.done else "plan", ["finish", "plan"])
-        graph.add_sequence(["plan", "generate", "verify", "train"])
-        graph.add_edge("train", "evaluate")
+        for a, b in (("plan", "generate"), ("generate", "verify"), ("verify", "train"), ("train", "evaluate")):
+            graph.add_edge(a, b)
         graph.add_edge("finish", END)
         serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
         return graph.compile(checkpointer=SqliteSaver(conn, serde=serde))
@@ -241,8 +258,6 @@ class VerifyReport(Record):
 
 def _save_hf_dataset(examples: list[Example], path: Path) -> None:
     """Save the round's training data as an HF dataset (prompt/completion plus provenance columns)."""
-    import shutil
-
     from datasets import Dataset
 
     rows = {

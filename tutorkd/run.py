@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from tutorkd.config import ConfigError, RunConfig, format_validation_error
-from tutorkd.io import atomic_write_text
+from tutorkd.io import atomic_write_text, write_json
 from tutorkd.loop import LoopEvent, TeachingLoop
 
 CONFIG_FILE = "config.yaml"
@@ -54,43 +54,67 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
 
 def build_loop(cfg: RunConfig, run_dir: Path, on_event: Callable[[LoopEvent], None]) -> TeachingLoop:
-    """Instantiate every component of the run (pretrains the base student if it is not cached)."""
+    """Instantiate every component of the run (pretrains the tiny base student if it is not cached).
+
+    Missing datasets or model folders raise ``ConfigError`` naming the fix.
+    """
     from tutorkd.agents.teacher import build_teacher
-    from tutorkd.environments.arithmetic import ArithmeticDomain
+    from tutorkd.config import ArithmeticEnvConfig, HFStudentConfig
+    from tutorkd.environments.datasets import build_domain
     from tutorkd.environments.env import TeachingEnv
-    from tutorkd.environments.heldout import HeldOut
-    from tutorkd.students.pretrain import pretrain_base
-    from tutorkd.students.tiny import TinyStudent
 
     env_cfg = cfg.environment
-    domain = ArithmeticDomain()
-    heldout = HeldOut.build(domain, env_cfg.test_per_skill, env_cfg.val_per_skill, env_cfg.split_seed)
-    mix = cfg.student.pretrain_mix or domain.default_pretrain_mix
-    on_event(LoopEvent(node="setup", round=0, message="preparing the base student (cached by recipe)"))
-    base_dir = pretrain_base(cfg.student, domain, mix, exclude=heldout.questions)
-    on_event(LoopEvent(node="setup", round=0, message=f"base student: {base_dir}"))
-    backend = build_backend(cfg, base_dir)
-    student = TinyStudent(domain, backend, base_dir, cfg.student, work_dir=run_dir, seed=cfg.seed)
+    domain, heldout = build_domain(env_cfg)
+    # Why: a procedural domain keeps all training data outside the whole evaluation partition (so
+    # eval sets of any size stay clean); a dataset domain's held-out split is exactly its eval sets.
+    exclude = heldout.reserved if isinstance(env_cfg, ArithmeticEnvConfig) else heldout.questions
+    if isinstance(cfg.student, HFStudentConfig):
+        from tutorkd.students.hf import build_hf_student
+
+        student = build_hf_student(cfg, domain, run_dir)
+    else:
+        from tutorkd.students.pretrain import pretrain_base
+        from tutorkd.students.tiny import TinyStudent
+
+        mix = cfg.student.pretrain_mix or domain.default_pretrain_mix
+        on_event(LoopEvent(node="setup", round=0, message="preparing the base student (cached by recipe)"))
+        base_dir = pretrain_base(cfg.student, domain, mix, exclude=exclude)
+        on_event(LoopEvent(node="setup", round=0, message=f"base student: {base_dir}"))
+        backend = build_backend(cfg, base_dir, run_dir)
+        student = TinyStudent(domain, backend, base_dir, cfg.student, work_dir=run_dir, seed=cfg.seed)
+    if not (run_dir / "heldout.json").exists():
+        # Why: a later version of tutorkd may draw other sets from the same config; saving them keeps
+        # this run's evaluations and contamination checks reproducible.
+        write_json(run_dir / "heldout.json", heldout)
     env = TeachingEnv(domain, student, env_cfg, heldout, work_dir=run_dir)
-    teacher = build_teacher(cfg.teacher, domain, exclude=heldout.questions)
+    teacher = build_teacher(cfg.teacher, domain, exclude=exclude, student=student)
     return TeachingLoop(run_dir=run_dir, run_id=run_dir.name, seed=cfg.seed, env=env, teacher=teacher,
                         domain=domain, heldout=heldout, on_event=on_event)
 
 
-def build_backend(cfg: RunConfig, base_dir: Path):
-    """The engine serving the student versions: one vLLM engine, or transformers."""
-    if cfg.backend.kind == "vllm":
+def build_backend(cfg: RunConfig, base_dir: Path, run_dir: Path):
+    """The engine serving the tiny student's versions: one in-process vLLM engine, a ``vllm serve``
+    reached through the OpenAI client, or transformers."""
+    if cfg.backend.kind == "openai":
+        from tutorkd.llm.openai_backend import student_backend
+
+        def factory():
+            return student_backend(cfg.backend, base_dir, cfg.student.lora_rank, seed=cfg.seed,
+                                   log_file=run_dir / "vllm_server.log", dtype="float32")
+    elif cfg.backend.kind == "vllm":
         from tutorkd.llm.vllm_backend import VLLMBackend
 
         def factory():
             return VLLMBackend(str(base_dir), max_lora_rank=cfg.student.lora_rank,
                                max_model_len=cfg.backend.max_model_len,
                                kv_cache_gib=cfg.backend.kv_cache_gib, seed=cfg.seed)
-    else:
+    elif cfg.backend.kind == "transformers":
         from tutorkd.llm.hf_backend import TransformersBackend
 
         def factory():
             return TransformersBackend(str(base_dir))
+    else:
+        raise ConfigError(f"backend.kind: unknown backend {cfg.backend.kind!r}")
     if cfg.backend.restart_per_version:
         from tutorkd.llm.restart import RestartingBackend
 

@@ -282,3 +282,17 @@ class TrainStats(Record):
     last_loss: float
     losses: tuple[float, ...]
     """Training loss at every optimizer step, in order."""
+
+
+class TeacherUsage(Record):
+    """Tokens a teacher LLM used in one round (planning and generation together).
+
+    A teacher that calls an LLM writes this as ``rounds/r{k}/teacher_usage.json``; procedural teachers
+    write nothing, and ``tutorkd compare`` then reports no token costs for them.
+    """
+
+    tokens_in: int = 0
+    """Prompt tokens sent to the teacher LLM."""
+    tokens_out: int = 0
+    """Tokens the teacher LLM generated."""
+    calls: int = 0

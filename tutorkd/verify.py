@@ -24,12 +24,14 @@ def _malformed(example: Example, domain: Domain, parsed: str | None) -> str | No
     """Why ``example`` cannot be trained on as text, or ``None`` if its text is well formed."""
     if example.prompt != domain.prompt(example.problem):
         return f"prompt {example.prompt!r} is not the domain's prompt {domain.prompt(example.problem)!r}"
-    if parsed is None or not parsed:
-        return f"completion {example.completion!r} has no answer after 'A:'"
+    if not parsed:
+        return f"completion {example.completion!r} has no answer"
     # Why: the student's EOS follows the completion, so anything after the answer would be learnt as
-    # part of it; and a character-level tokenizer cannot encode text outside the alphabet.
-    if example.completion.find("A:") != len(example.completion) - len(parsed) - 2:
-        return f"completion {example.completion!r} does not end with its first answer 'A:{parsed}'"
+    # part of it; and a character-level tokenizer cannot encode text outside the alphabet. Without its
+    # answer the completion must parse to an empty one: the answer is its first (``A:``, ``####``).
+    head = example.completion[: len(example.completion) - len(parsed)]
+    if not example.completion.endswith(parsed) or domain.check(example.problem, head)[0] != "":
+        return f"completion {example.completion!r} does not end with its first answer {parsed!r}"
     stray = set(example.prompt + example.completion) - set(domain.alphabet)
     if stray:
         return f"characters {''.join(sorted(stray))!r} are outside the domain's alphabet"

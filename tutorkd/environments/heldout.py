@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
+import re
 from collections.abc import Container, Sequence
 from functools import cached_property
 from typing import Protocol
@@ -37,6 +39,65 @@ def normalize(question: str) -> str:
     return "".join(question.split())
 
 
+_EXPR = re.compile(r"^\d+(?:[+\-*]\d+)*=$")
+_TERM = re.compile(r"([+\-*]?)(\d+)")
+
+
+def canonical(question: str) -> str:
+    """``question`` without whitespace, commutative operands sorted (see the module docstring)."""
+    q = normalize(question)
+    if not _EXPR.match(q):
+        return q
+    terms = _TERM.findall(q[:-1])
+    ops = {op for op, _ in terms[1:]}
+    if ops == {"*"}:
+        return "*".join(sorted((n for _, n in terms), key=int)) + "="
+    if ops <= {"+", "-"}:
+        added = sorted((n for op, n in terms if op != "-"), key=int)
+        subtracted = sorted((n for op, n in terms if op == "-"), key=int)
+        return "+".join(added) + "".join("-" + n for n in subtracted) + "="
+    return q
+
+
+RESERVED_SHARE = 0.5
+"""Share of every skill's problem space reserved for evaluation (see ``Reserved``)."""
+
+
+class Reserved:
+    """The evaluation partition of the problem space: a fixed hash split of questions by ``seed``.
+
+    Held-out sets of any size are drawn only from it, and training data (the base student's
+    pretraining stream, every teacher's generated data) only from its complement. So no training
+    example can ever coincide with an evaluation problem, whatever eval sizes a later run picks, and
+    one cached base student serves every environment config with the same ``split_seed``.
+    """
+
+    def __init__(self, seed: int, share: float = RESERVED_SHARE) -> None:
+        self.seed, self.share = seed, share
+        self._threshold = int(share * 2**64)
+
+    @property
+    def key(self) -> str:
+        """Identifies the partition (used in cache keys)."""
+        return f"reserved-v2:{self.seed}:{self.share}"
+
+    def __contains__(self, question: object) -> bool:
+        # Why canonical: ``38+47=`` and ``47+38=`` are the same problem to a student; hashing the
+        # canonical form puts both on the same side, so near-duplicates cannot cross the partition.
+        digest = hashlib.blake2b(f"{self.seed}:{canonical(str(question))}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") < self._threshold
+
+
+class _OutsideOrSeen:
+    """Excludes every question that is not reserved, plus the ones already drawn."""
+
+    def __init__(self, reserved: Reserved, seen: set[str]) -> None:
+        self.reserved, self.seen = reserved, seen
+
+    def __contains__(self, question: object) -> bool:
+        return question in self.seen or question not in self.reserved
+
+
 class HeldOut(Record):
     """Per-skill validation (teacher-visible) and test (never shown) problems, disjoint and distinct.
 
@@ -50,13 +111,15 @@ class HeldOut(Record):
 
     @classmethod
     def build(cls, domain: SizedDomain, test_per_skill: int, val_per_skill: int, seed: int) -> HeldOut:
-        """Draw ``test_per_skill`` then ``val_per_skill`` distinct problems for every leaf skill.
+        """Draw ``test_per_skill`` then ``val_per_skill`` distinct problems for every leaf skill, from
+        the evaluation partition ``Reserved(seed)`` only.
 
-        Sizes are clamped to a third (test) and a sixth (val) of a small skill's problem space, so
-        that at least half of it stays available for training data; the sizes used are logged.
+        Sizes are clamped to a third (test) and a sixth (val) of a small skill's problem space (which
+        fits in its reserved half); the sizes used are logged.
         """
         val: dict[str, tuple[Problem, ...]] = {}
         test: dict[str, tuple[Problem, ...]] = {}
+        reserved = Reserved(seed)
         for skill in domain.tree.leaves():
             space = domain.space_size(skill)
             n_test, n_val = min(test_per_skill, space // 3), min(val_per_skill, space // 6)
@@ -64,9 +127,14 @@ class HeldOut(Record):
                 log.info("held-out %s: space %d, clamped to test %d, val %d", skill, space, n_test, n_val)
             rng = random.Random(f"heldout:{seed}:{skill}")
             seen: set[str] = set()
-            test[skill] = _draw_distinct(domain, skill, n_test, rng, seen)
-            val[skill] = _draw_distinct(domain, skill, n_val, rng, seen)
+            test[skill] = _draw_distinct(domain, skill, n_test, rng, seen, reserved)
+            val[skill] = _draw_distinct(domain, skill, n_val, rng, seen, reserved)
         return cls(seed=seed, val=val, test=test)
+
+    @cached_property
+    def reserved(self) -> Reserved:
+        """The evaluation partition these sets were drawn from: keep all training data outside it."""
+        return Reserved(self.seed)
 
     @cached_property
     def questions(self) -> frozenset[str]:
@@ -96,13 +164,14 @@ class HeldOut(Record):
 
 
 def _draw_distinct(
-    domain: SizedDomain, skill: str, n: int, rng: random.Random, seen: set[str]
+    domain: SizedDomain, skill: str, n: int, rng: random.Random, seen: set[str], reserved: Reserved
 ) -> tuple[Problem, ...]:
-    """``n`` problems with questions not in ``seen`` and distinct from each other; adds them to ``seen``."""
+    """``n`` reserved problems with questions not in ``seen`` and distinct from each other; adds them
+    to ``seen``."""
     out: list[Problem] = []
     while len(out) < n:
         # Why: ``sample`` draws with replacement, so a batch may repeat itself; keep the first of each.
-        for problem in domain.sample(skill, n - len(out), rng, exclude=seen):
+        for problem in domain.sample(skill, n - len(out), rng, exclude=_OutsideOrSeen(reserved, seen)):
             if problem.question not in seen:
                 seen.add(problem.question)
                 out.append(problem)

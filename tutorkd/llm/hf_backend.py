@@ -22,7 +22,8 @@ class TransformersBackend:
     disabled. Semantics match ``VLLMBackend``: ``token_logprobs`` are logprobs of the sampled tokens
     under the unmodified model distribution (before temperature), the EOS token counts as a generated
     token but is not part of ``text``, and ``text`` stops before the first stop string. Structured
-    decoding (``regex``, ``json_schema``) is not supported here and raises.
+    decoding (``regex``, ``json_schema``) is not supported here and raises. An adapter id that comes
+    back naming another path (or rewritten weights) is reloaded.
     """
 
     def __init__(
@@ -36,8 +37,8 @@ class TransformersBackend:
         self._device = device
         self._max_adapters = max_adapters
         self._batch_size = batch_size
-        self._adapters: OrderedDict[str, str] = OrderedDict()
-        """Loaded adapter name (``v{lora_int_id}``) to its path, least recently used first."""
+        self._adapters: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        """Loaded adapter name (``v{lora_int_id}``) to (path, weights mtime), least recently used first."""
 
     def generate(
         self, prompts: Sequence[str], params: SamplingConfig, version: StudentVersion | None = None
@@ -62,18 +63,19 @@ class TransformersBackend:
         from peft import PeftModel
 
         name = f"v{version.lora_int_id}"
+        weights = Path(version.adapter_path) / "adapter_model.safetensors"
+        now = (version.adapter_path, weights.stat().st_mtime_ns)
+        if name in self._adapters and self._adapters[name] != now:
+            # Same semantics as the vLLM backend: an id that names new weights is reloaded.
+            del self._adapters[name]
+            self._model.delete_adapter(name)
         if name in self._adapters:
-            if self._adapters[name] != version.adapter_path:
-                raise ValueError(
-                    f"lora_int_id {version.lora_int_id} was loaded from {self._adapters[name]}, now given "
-                    f"{version.adapter_path}; every adapter version needs its own id"
-                )
             self._adapters.move_to_end(name)
         elif isinstance(self._model, PeftModel):
             self._model.load_adapter(version.adapter_path, adapter_name=name)
         else:
             self._model = PeftModel.from_pretrained(self._model, version.adapter_path, adapter_name=name)
-        self._adapters[name] = version.adapter_path
+        self._adapters[name] = now
         self._model.set_adapter(name)
         self._model.eval()
         while len(self._adapters) > self._max_adapters:

@@ -14,8 +14,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-from tutorkd.config import TinyStudentConfig
+from tutorkd.config import HFStudentConfig, TinyStudentConfig
 from tutorkd.schema import TrainStats
 from tutorkd.students.pretrain import MAX_LENGTH, torch_threads
 
@@ -26,15 +27,19 @@ def train_lora(
     base_dir: str | Path,
     pairs: Sequence[tuple[str, str]],
     out_dir: str | Path,
-    cfg: TinyStudentConfig,
+    cfg: TinyStudentConfig | HFStudentConfig,
     init_adapter: str | Path | None = None,
     seed: int = 0,
+    max_length: int = MAX_LENGTH,
+    device: Literal["cpu", "cuda"] = "cpu",
 ) -> TrainStats:
     """Train an adapter on ``pairs`` (loss on completions only) and save it to ``out_dir``.
 
     ``init_adapter`` continues training an existing adapter instead of starting a fresh one of rank
-    ``cfg.lora_rank``. The adapter is written to a temporary folder and renamed to ``out_dir`` once
-    complete; ``out_dir`` must not exist yet (an adapter's weights never change under its path).
+    ``cfg.lora_rank``. ``max_length`` caps a training sequence in tokens; ``device="cuda"`` trains on
+    the GPU with bf16 autocast (the weights stay float32, as LoRA training wants). The adapter is
+    written to a temporary folder and renamed to ``out_dir`` once complete; ``out_dir`` must not exist
+    yet (an adapter's weights never change under its path).
     """
     import datasets
     import torch
@@ -74,8 +79,8 @@ def train_lora(
             )
             args = SFTConfig(
                 output_dir=str(tmp / "trainer"),
-                use_cpu=True,
-                bf16=False,
+                use_cpu=device == "cpu",
+                bf16=device == "cuda",
                 gradient_checkpointing=False,
                 report_to="none",
                 learning_rate=cfg.learning_rate,
@@ -83,7 +88,7 @@ def train_lora(
                 per_device_train_batch_size=cfg.batch_size,
                 seed=seed,
                 data_seed=seed,
-                max_length=MAX_LENGTH,
+                max_length=max_length,
                 completion_only_loss=True,
                 logging_steps=1,
                 save_strategy="no",
@@ -117,7 +122,11 @@ def train_lora(
     )
     log.info(
         "LoRA trained on %d pairs: %d steps in %.1f s, loss %.3f -> %.3f",
-        stats.examples, stats.steps, stats.seconds, stats.first_loss, stats.last_loss,
+        stats.examples,
+        stats.steps,
+        stats.seconds,
+        stats.first_loss,
+        stats.last_loss,
     )
     return stats
 

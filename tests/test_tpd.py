@@ -1,0 +1,344 @@
+"""The TPD teacher: principle sources, their uses (variants a-d), the policy across rounds, the engine."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from test_llm_policy import ScriptedBackend, scripted
+
+from tutorkd.agents.bugs import BUGS, BUGS_BY_ID
+from tutorkd.agents.principles import (
+    LLMPrinciples,
+    PrincipleSet,
+    ProceduralPrinciples,
+    TeacherPrinciple,
+    append_principles,
+    rewrite_instruction,
+    select_examples,
+)
+from tutorkd.agents.teacher import build_teacher
+from tutorkd.agents.tpd import DiagnosticDomain, DiscriminatingEngine, TPDPolicy, signature
+from tutorkd.config import TeacherConfig, TPDConfig, load_config
+from tutorkd.environments.arithmetic import ArithmeticDomain
+from tutorkd.io import write_json
+from tutorkd.protocols import GenerationContext
+from tutorkd.schema import Attempt, Feedback, Problem, StructureLevel
+
+REPO = Path(__file__).resolve().parents[1]
+DOMAIN = ArithmeticDomain()
+LEAVES = DOMAIN.tree.leaves()
+
+
+def attempt(problem: Problem, answer: str | None, strip: bool = False) -> Attempt:
+    if strip:  # as open-ended feedback shows it: no skill label, no skill in the id
+        problem = problem.model_copy(update={"skill_ids": (), "id": f"arithmetic:{problem.question}"})
+    return Attempt(problem=problem, output="R:" if answer is None else f"A:{answer}", parsed_answer=answer,
+                   correct=answer == problem.answer)
+
+
+def buggy(bug_id: str, skill: str, n: int, rng: random.Random, strip: bool = True) -> list[Attempt]:
+    """``n`` wrong attempts on ``skill`` that ``bug_id`` explains."""
+    bug = BUGS_BY_ID[bug_id]
+    out: list[Attempt] = []
+    while len(out) < n:
+        (p,) = DOMAIN.sample(skill, 1, rng)
+        wrong = bug.apply(p.question)
+        if wrong is not None and wrong != p.answer and p.question not in {a.problem.question for a in out}:
+            out.append(attempt(p, wrong, strip))
+    return out
+
+
+def feedback(errors: Sequence[Attempt], round: int = 0, per: int = 0) -> Feedback:
+    return Feedback(level=StructureLevel.OPEN_ENDED, round=round, errors=tuple(errors),
+                    budget_used=per * round, budget_total=100_000)
+
+
+def student_errors(counts: dict[str, int], seed: int = 0) -> list[Attempt]:
+    """Wrong attempts of a student with these bugs (bug id to errors, on the bug's first skill)."""
+    rng = random.Random(seed)
+    return [a for bug, n in counts.items() for a in buggy(bug, BUGS_BY_ID[bug].skills[0], n, rng)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Principle sources
+
+
+def test_every_bug_principle_reads_as_when_then_do() -> None:
+    for bug in BUGS:
+        assert bug.principle.startswith("When ") and ", " in bug.principle, bug.id
+
+
+def test_procedural_principles_link_each_error_by_index_and_report_coverage() -> None:
+    rng = random.Random(1)
+    carry = buggy("add.forgot_carry", "add.carry", 4, rng)
+    borrow = buggy("sub.smaller_from_larger", "sub.borrow", 2, rng)
+    right = [attempt(p, p.answer) for p in DOMAIN.sample("mul.by_digit", 3, rng)]
+    odd = attempt(DOMAIN.make("add.no_carry", (12, 13)), "99")  # no bug writes 99 for 12+13
+    fmt = attempt(DOMAIN.make("add.no_carry", (21, 13)), None)
+    attempts = [right[0], *carry[:2], fmt, right[1], *borrow, odd, *carry[2:], right[2]]
+    pset = ProceduralPrinciples(DOMAIN).principles(attempts)
+    assert (pset.wrong, pset.format_errors, pset.explained) == (7, 1, 6)
+    assert pset.coverage == pytest.approx(6 / 7)
+    first, second = pset.principles
+    assert first.bug_id == "add.forgot_carry" and first.explains == (1, 2, 8, 9)
+    assert second.bug_id == "sub.smaller_from_larger" and second.explains == (5, 6)
+    assert first.skills == ("add.carry",)
+    assert first.text == BUGS_BY_ID["add.forgot_carry"].principle
+
+
+def llm_source(texts: Sequence[str]) -> tuple[LLMPrinciples, ScriptedBackend]:
+    llm, backend = scripted(*texts)
+    return LLMPrinciples(llm, LEAVES, max_shown=3), backend
+
+
+def test_llm_principles_map_shown_indices_back_to_the_attempts() -> None:
+    rng = random.Random(2)
+    wrong = buggy("add.forgot_carry", "add.carry", 4, rng, strip=False)
+    right = attempt(DOMAIN.sample("add.no_carry", 1, rng)[0], None)  # a format error: never shown
+    attempts = [right, wrong[0], wrong[1], wrong[2], wrong[3]]
+    reply = {"principles": [{"when": "the ones overflow", "do": "carry 1", "explains": [0, 2, 2],
+                             "skills": ["add.carry"]},
+                            {"when": "adding", "do": "check", "explains": [1], "skills": []}]}
+    source, backend = llm_source([json.dumps(reply)])
+    pset = source.principles(attempts)
+    assert pset.principles[0].explains == (1, 3)
+    assert pset.principles[0].text == "When the ones overflow, carry 1"
+    assert pset.principles[1].explains == (2,)
+    assert (pset.wrong, pset.format_errors, pset.explained, pset.invalid) == (4, 1, 3, {})
+    ((prompts, params),) = backend.calls
+    # Only the first max_shown=3 wrong attempts are shown, each with the student's and the gold answer.
+    assert f"{wrong[2].problem.question} student wrote {wrong[2].parsed_answer}, correct is " \
+           f"{wrong[2].problem.answer}" in prompts[0]
+    assert wrong[3].problem.question not in prompts[0]
+    schema = json.loads(params.json_schema)
+    assert schema["properties"]["principles"]["items"]["properties"]["explains"]["items"]["maximum"] == 2
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("not json at all", "invalid_json"),
+    ('{"principles": [{"when": "x", "do": "y", "explains": [1]}]}', "schema"),  # no skills
+    ('{"principles": [{"when": "x", "do": "y", "explains": [], "skills": []}]}', "schema"),
+    ('{"principles": [{"when": "x", "do": "y", "explains": [3], "skills": []}]}', "bad_index"),
+    ('{"principles": [{"when": "x", "do": "y", "explains": [0], "skills": ["add"]}]}', "unknown_skill"),
+])
+def test_invalid_llm_replies_are_counted_and_give_no_principles(text: str, reason: str) -> None:
+    attempts = buggy("add.forgot_carry", "add.carry", 3, random.Random(3))
+    source, _ = llm_source([text, text])
+    for k in (1, 2):
+        pset = source.principles(attempts)
+        assert pset.principles == () and pset.explained == 0 and pset.invalid == {reason: 1}
+        assert source.invalid == {reason: k}
+
+
+def test_llm_is_not_asked_when_nothing_is_wrong() -> None:
+    source, backend = llm_source([])
+    p = DOMAIN.sample("add.carry", 1, random.Random(0))[0]
+    pset = source.principles([attempt(p, p.answer)])
+    assert backend.calls == [] and pset.wrong == 0 and pset.coverage == 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Exploiting principles: instructions (a, b) and example selection (c)
+
+P1 = TeacherPrinciple(when="the ones add up to 10 or more", do="carry 1 into the tens", explains=(0, 1, 2),
+                      skills=("add.carry",))
+P2 = TeacherPrinciple(when="the sign is -", do="subtract", explains=(3,), skills=("sub.borrow",))
+P3 = TeacherPrinciple(when="adding tens", do="add the carry last", explains=(2,), skills=("add.carry",))
+
+
+def test_append_keeps_the_instruction_and_lists_every_principle() -> None:
+    out = append_principles("Solve the problem.\n", [P1, P2])
+    assert out.text == ("Solve the problem.\n\nPrinciples learned from earlier mistakes:\n"
+                        "- When the ones add up to 10 or more, carry 1 into the tens\n"
+                        "- When the sign is -, subtract")
+    assert (out.variant, out.principles) == ("append", 2)
+    assert append_principles("Solve.", []).text == "Solve."
+
+
+def test_rewrite_turns_principles_into_checks_grouped_by_skill() -> None:
+    out = rewrite_instruction("Solve the problem.", [P1, P2, P3])
+    lines = out.text.split("\n")
+    assert lines[0].startswith("Solve the problem. Before you write the answer")
+    assert lines[1] == ("add.carry problems: (1) If the ones add up to 10 or more: carry 1 into the tens "
+                        "(2) If adding tens: add the carry last")
+    assert lines[2] == "sub.borrow problems: (1) If the sign is -: subtract"
+    assert rewrite_instruction("Solve.", []).text == "Solve."
+
+
+def test_select_examples_allocates_by_errors_explained() -> None:
+    attempts = student_errors({"add.forgot_carry": 3, "sub.added": 1})
+    pset = PrincipleSet(source="t", attempts=4, wrong=4, format_errors=0, explained=4,
+                        principles=(P1, P2, P3))
+    picks = select_examples(pset, attempts, 50)
+    # Shares 30/10/10 by errors explained (3, 1, 1); P1 spreads 10 each over 0,1,2; P3 adds 10 to 2.
+    assert [(p.question, n) for p, n in picks] == [
+        (attempts[0].problem.question, 10), (attempts[1].problem.question, 10),
+        (attempts[2].problem.question, 20), (attempts[3].problem.question, 10)]
+    assert select_examples(pset, attempts, 0) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# The discriminating engine
+
+
+def test_similar_problems_expose_every_bug_their_model_exposes() -> None:
+    like = DOMAIN.make("sub.no_borrow", (47, 42))  # tens equal: exposes sub.leading_zero (05)
+    assert "sub.leading_zero" in signature(like)
+    got = DiagnosticDomain(DOMAIN).similar(like, 30, random.Random(0))
+    assert all(signature(p) >= signature(like) for p in got)
+    assert all(p.question[0] == p.question[3] for p in got)  # the leading-zero bug needs equal tens
+    with pytest.raises(RuntimeError, match="exposing"):
+        DiagnosticDomain(DOMAIN, max_draws=1).similar(like, 30, random.Random(0))
+
+
+# --------------------------------------------------------------------------------------------------
+# The policy
+
+BUGS_CFG = TPDConfig(variant="bugs", replay_share=0.2, min_count=2)
+CONTEXT = GenerationContext(run_id="run", round=1, teacher="tpd", seed=0)
+
+
+def test_bugs_variant_targets_active_bugs_by_count_and_replays_every_skill() -> None:
+    errors = student_errors({"add.forgot_carry": 6, "mul.forgot_carry": 3, "sub.added": 1})
+    policy = TPDPolicy(DOMAIN, 100, "rationale", BUGS_CFG)
+    plan = policy.plan(feedback(errors))
+    assert plan.total == 100
+    targeted = [i for i in plan.items if i.like is not None]
+    replay = [i for i in plan.items if i.like is None]
+    assert {i.skill_id for i in replay} == set(LEAVES) and sum(i.count for i in replay) == 20
+    # 80 targeted examples split 6:3:1 between the two active bugs and the one error of sub.added, a
+    # bug with too few errors to be an active principle: its error is unexplained, so problems like it.
+    assert [(i.skill_id, i.count) for i in targeted] == [("add.carry", 48), ("mul.by_digit", 24), (None, 8)]
+    assert targeted[2].like == errors[-1].problem
+    examples = DiscriminatingEngine(DOMAIN).generate(plan, CONTEXT)
+    assert len(examples) == 100 and {e.provenance.generator.engine for e in examples} == {"discriminating"}
+    for e in examples[:48]:
+        assert BUGS_BY_ID["add.forgot_carry"].apply(e.problem.question) != e.problem.answer
+    for e in examples[48:72]:
+        assert BUGS_BY_ID["mul.forgot_carry"].apply(e.problem.question) != e.problem.answer
+    assert {DOMAIN.classify(e.problem.question) for e in examples[72:80]} == {"sub.no_borrow"}
+    ignoring = TPDPolicy(DOMAIN, 100, "rationale", BUGS_CFG.model_copy(update={"unexplained": "ignore"}))
+    assert [(i.skill_id, i.count) for i in ignoring.plan(feedback(errors)).items if i.like is not None] == [
+        ("add.carry", 53), ("mul.by_digit", 27)]
+    # mul.forgot_carry only shows when the ones product carries: a plain sample often does not.
+    plain = DOMAIN.sample("mul.by_digit", 200, random.Random(0))
+    assert any(BUGS_BY_ID["mul.forgot_carry"].apply(p.question) == p.answer for p in plain)
+    names = [name for name, _ in policy.views()]
+    assert names == ["diagnosis.json", "principles.json"]
+    assert "add.forgot_carry" in policy.render() and "mul.forgot_carry" in plan.reasoning
+
+
+def test_examples_variant_picks_only_errors_the_active_principles_explain() -> None:
+    errors = student_errors({"add.forgot_carry": 4, "sub.added": 1})
+    cfg = BUGS_CFG.model_copy(update={"variant": "examples", "unexplained": "ignore"})
+    plan = TPDPolicy(DOMAIN, 50, "rationale", cfg).plan(feedback(errors))
+    likes = [(i.like.question, i.count) for i in plan.items if i.like is not None]
+    assert likes == [(a.problem.question, 10) for a in errors[:4]]
+    assert plan.total == 50
+    # Unexplained errors (here the lone sub.added one) get their share too, unless ignored.
+    plan = TPDPolicy(DOMAIN, 50, "rationale", BUGS_CFG.model_copy(update={"variant": "examples"})).plan(
+        feedback(errors))
+    likes = [(i.like.question, i.count) for i in plan.items if i.like is not None]
+    assert likes == [(a.problem.question, 8) for a in errors]
+
+
+def test_nothing_to_target_means_uniform() -> None:
+    cfg = BUGS_CFG.model_copy(update={"unexplained": "ignore"})
+    plan = TPDPolicy(DOMAIN, 90, "rationale", cfg).plan(feedback(student_errors({"sub.added": 1})))
+    assert [(i.skill_id, i.count, i.like) for i in plan.items] == [(s, 10, None) for s in LEAVES]
+    assert "nothing to target" in plan.reasoning
+    assert TPDPolicy(DOMAIN, 90, "rationale", BUGS_CFG).plan(feedback([])).total == 90
+
+
+def test_principles_retire_when_errors_stop_and_a_restored_policy_plans_the_same(tmp_path: Path) -> None:
+    rounds = [student_errors({"add.forgot_carry": 4, "sub.added": 2}, seed=0),
+              student_errors({"add.forgot_carry": 1}, seed=1),  # below min_count but still active
+              student_errors({"sub.added": 3}, seed=2)]  # add.forgot_carry stopped: retired
+    policy = TPDPolicy(DOMAIN, 60, "rationale", BUGS_CFG)
+    plans = []
+    for k, errors in enumerate(rounds):
+        plans.append(policy.plan(feedback(errors, round=k)))
+        for name, record in policy.views():
+            write_json(tmp_path / f"r{k + 1}" / name, record)
+        assert policy.plan(feedback(errors, round=k)) == plans[-1]  # planning a round again is idempotent
+    active = [[t.bug_id for t in policy.histories[k].active] for k in range(3)]
+    assert active == [["add.forgot_carry", "sub.added"], ["add.forgot_carry"], ["sub.added"]]
+    assert [t.bug_id for t in policy.histories[1].retired] == ["sub.added"]
+    assert [t.bug_id for t in policy.histories[2].retired] == ["add.forgot_carry"]
+    assert {i.skill_id for i in plans[1].items if i.like is not None} == {"add.carry"}
+    assert "retired add.forgot_carry" in plans[2].reasoning
+    # A resumed run: a fresh policy restored from the previous round's folder plans round 2 identically.
+    fresh = TPDPolicy(DOMAIN, 60, "rationale", BUGS_CFG)
+    fresh.restore(tmp_path / "r2")
+    assert fresh.plan(feedback(rounds[2], round=2)) == plans[2]
+    cold = TPDPolicy(DOMAIN, 60, "rationale", BUGS_CFG)  # without the history round 1 looks different
+    assert cold.plan(feedback(rounds[1], round=1)) != plans[1]
+
+
+def test_specs_and_config_checks() -> None:
+    for name in ("tpd", "tpd-examples"):
+        cfg = load_config(TeacherConfig, REPO / "agents" / f"{name}.yaml")
+        teacher = build_teacher(cfg, DOMAIN)
+        teacher.plan(feedback(student_errors({"add.forgot_carry": 3})))
+        assert [n for n, _ in teacher.views()] == ["diagnosis.json", "principles.json"]
+    with pytest.raises(ValidationError, match="engine: discriminating"):
+        TeacherConfig(name="t", policy="tpd")
+    with pytest.raises(ValidationError, match="retire_below 3 exceeds min_count 2"):
+        TPDConfig(retire_below=3)
+
+
+# --------------------------------------------------------------------------------------------------
+# Real structured outputs: vLLM on a tiny random model, in its own process (one engine per process)
+
+VLLM_SCRIPT = """
+import random, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tiny_llm import build_tiny_llm
+from tutorkd.agents.llm_policy import TeacherLLM
+from tutorkd.agents.principles import LLMPrinciples
+from tutorkd.environments.arithmetic import ArithmeticDomain
+from tutorkd.llm.vllm_backend import VLLMBackend
+from tutorkd.protocols import SamplingConfig
+from tutorkd.schema import Attempt
+
+domain = ArithmeticDomain()
+problems = domain.sample("add.carry", 3, random.Random(0))
+attempts = [Attempt(problem=p, output="A:1", parsed_answer="1", correct=False) for p in problems]
+backend = VLLMBackend(build_tiny_llm(Path(sys.argv[2]) / "llm"), max_lora_rank=8, max_model_len=2048)
+try:
+    llm = TeacherLLM(lambda: backend, SamplingConfig(max_tokens=300, temperature=1.0), structured=True)
+    pset = LLMPrinciples(llm, domain.tree.leaves(), max_principles=2, max_chars=12).principles(attempts)
+    print("RESULT", pset.model_dump_json())
+    print("USAGE", llm.usage.model_dump_json())
+finally:
+    backend.close()
+"""
+
+
+@pytest.mark.vllm
+def test_llm_principles_under_vllm_structured_outputs(tmp_path: Path) -> None:
+    pytest.importorskip("vllm")
+    script = tmp_path / "principles_vllm.py"
+    script.write_text(VLLM_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(REPO / "tests"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tagged = [line for line in proc.stdout.splitlines() if line.startswith(("RESULT ", "USAGE "))]
+    lines = dict(line.split(" ", 1) for line in tagged)
+    pset = PrincipleSet.model_validate_json(lines["RESULT"])
+    usage = json.loads(lines["USAGE"])
+    assert usage["calls"] == 1 and usage["tokens_in"] > 300
+    # Under the schema a random model's reply can only fail by being cut off at max_tokens.
+    assert set(pset.invalid) <= {"invalid_json"}
+    if pset.invalid:
+        assert usage["tokens_out"] == 300
+    for p in pset.principles:
+        assert set(p.explains) <= {0, 1, 2} and set(p.skills) <= set(LEAVES) and len(p.when) <= 12

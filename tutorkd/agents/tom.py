@@ -1,0 +1,262 @@
+"""The theory-of-mind teacher (Saha et al. 2023) in a teaching run, and its LLM explainer.
+
+``ToMPolicy`` quizzes its student each round on fresh practice problems (drawn outside the held-out
+sets), unexplained and with each explanation style, and fits a ``LogisticStudentModel`` on the
+answers. It then draws candidate problems, predicts each one's expected utility of an explanation
+(P(right with the full rationale) - P(right alone)) and spends the round's explanation budget (its
+``per_round`` examples) on the candidates with the highest: each becomes a training example with its
+worked rationale, i.e. the explanation turned into training data (the paper's multi-turn setting,
+with its figure's EU-based choice of what to explain). ``ItemEngine`` turns exactly those problems
+into examples. Before choosing, the policy checks its model against a second practice quiz it did
+not fit on (AUC, Brier, reliability) and shows that as ``calibration.json``.
+
+The policy needs the student: ``build_teacher(..., student=...)`` attaches it (``attach``). It reads
+from the feedback only the budget and, where shown, the validation accuracy per skill (compared with
+its own predictions in the view); the quiz costs student inference, never training budget.
+
+``LLMExplainer`` is the paper's LLM teacher: a CoT prompt of demonstrations, personalized (the ToM
+prompt: demonstrations whose explanation flipped this student from wrong to right) or not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Container, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from tutorkd.agents.calibration import Calibration, calibration
+from tutorkd.agents.interventions import STYLES, Style, error_steps, explain, flip_demonstrations, order
+from tutorkd.agents.mental_models import LogisticStudentModel, StudentModelState
+from tutorkd.agents.policies import round_total
+from tutorkd.agents.procedural import derive_seed
+from tutorkd.config import ToMConfig
+from tutorkd.protocols import Completion, Domain, GenerationContext, SamplingConfig, Student
+from tutorkd.schema import (
+    Attempt,
+    Example,
+    Feedback,
+    GeneratorParams,
+    Plan,
+    PlanItem,
+    Problem,
+    Provenance,
+    Record,
+)
+
+log = logging.getLogger(__name__)
+
+VIEW_FILE = "calibration.json"
+
+
+class SkillBelief(Record):
+    """The model's P(right alone) on one skill's quiz problems, and the validation accuracy shown."""
+
+    predicted: float
+    observed: float | None
+    """Validation accuracy from the feedback (``None`` at the open-ended level, which shows none)."""
+
+
+class ToMRound(Record):
+    """What the ToM teacher believed when it planned a round (``calibration.json``)."""
+
+    round: int
+    """Feedback round the plan answers (the student version quizzed)."""
+    quizzed: int
+    """Student answers collected for fitting and checking the model."""
+    pre: Calibration
+    """Predicted P(right alone) against the check quiz's unexplained answers."""
+    post: Calibration
+    """Predicted P(right with the full rationale) against the check quiz's explained answers."""
+    skills: dict[str, SkillBelief]
+    model: StudentModelState
+    selected: dict[str, int]
+    """Examples chosen per skill."""
+    mean_utility: float
+    """Mean expected utility of the chosen candidates."""
+
+
+class ToMPolicy:
+    """Explain (and train on) the candidates with the highest expected utility under a learned model.
+
+    Implements ``tutorkd.protocols.Policy``; a ``Viewable`` with ``calibration.json``. Everything it
+    draws is seeded by (``cfg.seed``, round), so a resumed run plans exactly as an unbroken one.
+    """
+
+    def __init__(self, domain: Domain, per_round: int, cfg: ToMConfig, style: str = "rationale") -> None:
+        if style != "rationale":
+            raise ValueError(f"the tom teacher trains on explained items: style rationale, not {style!r}")
+        self.domain, self.per_round, self.cfg, self.style = domain, per_round, cfg, style
+        self.skills = tuple(domain.tree.leaves())
+        self.student: Student | None = None
+        self.exclude: Container[str] = frozenset()
+        self.last: ToMRound | None = None
+
+    def attach(self, student: Student, exclude: Container[str]) -> None:
+        """Give the policy the student it quizzes and the questions it must never draw (held out)."""
+        self.student, self.exclude = student, exclude
+
+    def draw(self, per_skill: int, rng: random.Random) -> list[Problem]:
+        """``per_skill`` practice problems of every skill (none held out), repeats dropped."""
+        problems = [p for s in self.skills for p in self.domain.sample(s, per_skill, rng, self.exclude)]
+        return list({p.question: p for p in problems}.values())
+
+    def quiz(self, problems: Sequence[Problem]) -> tuple[list[Attempt], dict[Style, list[Attempt]]]:
+        """The student's answers alone and with each explanation style; ``error_step`` explains up to
+        the step its answers alone and after the first step point to."""
+        if self.student is None:
+            raise RuntimeError("the tom policy has no student to quiz: pass student= to build_teacher")
+        n = len(problems)
+        given = [None] * n + [explain(p, "full") for p in problems] + [explain(p, "first") for p in problems]
+        answers = self.student.answer(list(problems) * 3, given)
+        alone, styled = answers[:n], {"full": answers[n: 2 * n], "first": answers[2 * n:]}
+        steps = error_steps(alone + styled["first"])
+        styled["error_step"] = self.student.answer(
+            problems, [explain(p, "error_step", steps.get(p.skill_ids[0], 0)) for p in problems])
+        return alone, styled
+
+    def plan(self, feedback: Feedback) -> Plan:
+        """Quiz, fit, check, then ask for the ``min(per_round, budget_left)`` highest-utility candidates."""
+        total = round_total(feedback, self.per_round)
+        rng = random.Random(derive_seed("tom", self.cfg.seed, feedback.round))
+        fit_alone, fit_styled = self.quiz(self.draw(self.cfg.quiz_per_skill, rng))
+        check = self.quiz(self.draw(self.cfg.check_per_skill, rng))
+        fit_set = fit_alone + [a for answers in fit_styled.values() for a in answers]
+        model = LogisticStudentModel(self.skills, self.cfg.l2).fit(fit_set)
+        per_skill = math.ceil(self.cfg.candidates * total / len(self.skills)) if total else 0
+        candidates = self.draw(per_skill, rng) if per_skill else []
+        beliefs = model.predict(candidates, [model.explanation(p, "full") for p in candidates])
+        utility = np.array([b.utility for b in beliefs])
+        best = order(utility, np.random.default_rng(rng.getrandbits(32)))[:total]
+        chosen = [candidates[i] for i in best]
+        mean_utility = float(utility[best].mean()) if len(best) else 0.0
+        self.last = self._view(feedback, model, check, chosen, mean_utility,
+                               len(fit_set) + len(check[0]) * (1 + len(STYLES)))
+        items = tuple(PlanItem(count=1, like=p, style=self.style) for p in chosen)
+        top = ", ".join(f"{s} {n}" for s, n in Counter(p.skill_ids[0] for p in chosen).most_common(4))
+        return Plan(items=items, reasoning=(
+            f"ToM: quizzed the student on {self.last.quizzed} answers, fitted its model (check AUC pre "
+            f"{_fmt(self.last.pre.auc)}, post {_fmt(self.last.post.auc)}); explaining the {len(chosen)} of "
+            f"{len(candidates)} candidates with the highest expected utility "
+            f"(mean {self.last.mean_utility:.2f}; {top})."))
+
+    def _view(self, feedback: Feedback, model: LogisticStudentModel,
+              check: tuple[list[Attempt], dict[Style, list[Attempt]]], chosen: Sequence[Problem],
+              mean_utility: float, quizzed: int) -> ToMRound:
+        alone, full = check[0], check[1]["full"]
+        pre = model.p_correct([a.problem for a in alone], [None] * len(alone))
+        post = model.p_correct([a.problem for a in full], [a.explanation for a in full])
+        shown = feedback.skill_accuracy or {}
+        skills = {s: SkillBelief(predicted=float(np.mean([p for p, a in zip(pre, alone, strict=True)
+                                                          if a.problem.skill_ids[0] == s])),
+                                 observed=shown.get(s)) for s in self.skills}
+        return ToMRound(round=feedback.round, quizzed=quizzed,
+                        pre=calibration(pre, [a.correct for a in alone]),
+                        post=calibration(post, [a.correct for a in full]), skills=skills, model=model.state(),
+                        selected=dict(Counter(p.skill_ids[0] for p in chosen)), mean_utility=mean_utility)
+
+    def views(self) -> list[tuple[str, Record]]:
+        """``calibration.json``: the model's calibration and beliefs behind the last plan."""
+        return [(VIEW_FILE, self.last)] if self.last is not None else []
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+class ItemEngine:
+    """Turns each plan item's ``like`` problem itself (not a similar one) into an example.
+
+    Implements ``tutorkd.protocols.Engine`` for policies that choose the exact problems (``tom``).
+    Items must have ``count`` 1 and a ``like`` problem with a skill label; a problem that is excluded
+    (held out), was trained on earlier (``context.avoid``) or repeats is skipped with a warning.
+    """
+
+    name = "items"
+
+    def __init__(self, domain: Domain, exclude: Container[str] = frozenset()) -> None:
+        self.domain, self.exclude = domain, exclude
+
+    def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
+        """One example per item, ids ``{run_id}/r{round}/{index:06d}``."""
+        examples: list[Example] = []
+        seen: set[str] = set()
+        skipped = 0
+        for item in plan.items:
+            if item.like is None or item.count != 1 or not item.like.skill_ids:
+                raise ValueError(f"the items engine needs count 1 and a labelled like problem, got {item!r}")
+            problem = item.like
+            if any(problem.question in c for c in (self.exclude, context.avoid, seen)):
+                skipped += 1
+                continue
+            seen.add(problem.question)
+            generator = GeneratorParams(engine=self.name, seed=context.seed, style=item.style,
+                                        source_problem_id=problem.id)
+            examples.append(Example(
+                id=f"{context.run_id}/r{context.round}/{len(examples):06d}", problem=problem,
+                prompt=self.domain.prompt(problem), completion=self.domain.completion(problem, item.style),
+                provenance=Provenance(run_id=context.run_id, round=context.round, teacher=context.teacher,
+                                      skill_id=problem.skill_ids[0], generator=generator)))
+        if skipped:
+            log.warning("items engine: skipped %d of %d items (held out, trained on earlier, or repeated)",
+                        skipped, len(plan.items))
+        return examples
+
+
+# --------------------------------------------------------------------------------------------------
+# The paper's LLM teacher
+
+
+class Generator(Protocol):
+    """Anything that completes prompts: a ``Backend`` or a ``TeacherLLM``."""
+
+    def generate(self, prompts: Sequence[str], params: SamplingConfig) -> list[Completion]:
+        """One completion per prompt."""
+        ...
+
+
+def personalized_demos(pre: Sequence[Attempt], post: Sequence[Attempt], k: int) -> list[tuple[Problem, str]]:
+    """The ToM prompt's demonstrations: (problem, explanation) pairs that flipped the student to right."""
+    return [(a.problem, a.explanation or "") for a in flip_demonstrations(pre, post, k)]
+
+
+class LLMExplainer:
+    """A teacher LLM writes explanations after CoT demonstrations ``Q: {q}\\nA: {e} So the answer is {a}``.
+
+    Personalized when the demonstrations come from ``personalized_demos``; unpersonalized (the paper's
+    blind teacher) with any other demonstrations. The explanation is the text before the first
+    `` So the answer``, newline or ``A:``; one that is empty or leaves the domain's alphabet is
+    malformed: counted in ``malformed``, logged, returned as ``None`` (the student then gets none).
+    """
+
+    def __init__(self, llm: Generator, demos: Sequence[tuple[Problem, str]], alphabet: str,
+                 params: SamplingConfig | None = None) -> None:
+        self.llm, self.demos, self.alphabet = llm, tuple(demos), set(alphabet)
+        self.params = params if params is not None else SamplingConfig(max_tokens=100)  # the paper's 100
+        self.malformed = 0
+
+    def prompt(self, problem: Problem) -> str:
+        """The teacher's CoT prompt for ``problem``."""
+        shots = [f"Q: {p.question}\nA: {e} So the answer is {p.answer}" for p, e in self.demos]
+        return "\n\n".join([*shots, f"Q: {problem.question}\nA:"])
+
+    def explain(self, problems: Sequence[Problem]) -> list[str | None]:
+        """One explanation (or ``None`` when malformed) per problem."""
+        out: list[str | None] = []
+        completions = self.llm.generate([self.prompt(p) for p in problems], self.params)
+        for problem, completion in zip(problems, completions, strict=True):
+            text = completion.text
+            for end in (" So the answer", "\n", "A:"):
+                text = text.split(end)[0]
+            text = " ".join(text.split())
+            if not text or set(text) - self.alphabet:
+                self.malformed += 1
+                log.debug("malformed teacher explanation for %s: %r", problem.id, completion.text[:80])
+                out.append(None)
+            else:
+                out.append(text)
+        return out

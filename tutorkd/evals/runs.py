@@ -1,0 +1,146 @@
+"""Run an eval suite on a student version saved in a run directory (``tutorkd eval``).
+
+The student is rebuilt from the run's own ``config.yaml``: the same domain, held-out sets, cached base
+model, backend and LoRA adapters, so the suite scores exactly what the run trained.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from tutorkd.config import ConfigError, RunConfig
+from tutorkd.environments.heldout import HeldOut
+from tutorkd.evals.contamination import run_training_examples
+from tutorkd.evals.suite import EvalConfig, SuiteReport, run_suite
+from tutorkd.io import read_json, write_json
+from tutorkd.loop import round_dir
+from tutorkd.schema import RoundEval, StudentVersion
+
+HELDOUT_FILE = "heldout.json"
+"""Where a run may save its ``HeldOut`` sets; without it they are rebuilt from the config and checked."""
+
+
+class HeldOutMismatch(ConfigError):
+    """A run's held-out sets cannot be rebuilt: this version of tutorkd draws different ones."""
+
+
+def parse_student_ref(ref: str) -> tuple[Path, int | None]:
+    """``RUN_DIR``, ``RUN_DIR:2``, ``RUN_DIR:r2`` or ``RUN_DIR:base`` to (run dir, round or ``None``)."""
+    path, sep, suffix = ref.rpartition(":")
+    if not sep or "/" in suffix:
+        return Path(ref), None
+    if suffix == "base":
+        return Path(path), 0
+    digits = suffix.removeprefix("r")
+    if not digits.isdigit():
+        raise ConfigError(f"--student {ref!r}: the round after ':' must be a number, r<number> or base")
+    return Path(path), int(digits)
+
+
+def last_round(run_dir: Path) -> int:
+    """The highest round whose evaluation finished (0 when only the base was evaluated)."""
+    k = 0
+    while (round_dir(run_dir, k + 1) / "eval.json").exists():
+        k += 1
+    return k
+
+
+def run_version(run_dir: Path, k: int) -> StudentVersion:
+    """Student version ``r{k}`` of a run, its adapter located under this ``run_dir`` (which may have
+    moved since it was trained); round 0 is the base."""
+    if k == 0:
+        return StudentVersion(name="base", round=0)
+    adapter = run_dir / "adapters" / f"r{k}"
+    if not adapter.is_dir():
+        raise ConfigError(
+            f"{run_dir}: round {k} has no adapter ({adapter} is missing); "
+            f"the last finished round is {last_round(run_dir)}"
+        )
+    # Why lora id k: the same id TinyStudent.train gives round k, one per version on the engine.
+    return StudentVersion(name=f"r{k}", round=k, adapter_path=str(adapter.resolve()), lora_int_id=k)
+
+
+def run_heldout(run_dir: Path) -> HeldOut:
+    """The held-out sets a run was scored on.
+
+    ``RUN_DIR/heldout.json`` when the run saved them; otherwise rebuilt from the run's config and
+    checked against the validation problems recorded in ``rounds/r0/eval.json``, because a different
+    version of tutorkd may draw different sets from the same config. Raises ``HeldOutMismatch`` then.
+    """
+    from tutorkd.environments.arithmetic import ArithmeticDomain
+    from tutorkd.run import load_run_config
+
+    if (run_dir / HELDOUT_FILE).exists():
+        return read_json(run_dir / HELDOUT_FILE, HeldOut)
+    env = load_run_config(run_dir).environment
+    heldout = HeldOut.build(ArithmeticDomain(), env.test_per_skill, env.val_per_skill, env.split_seed)
+    base_eval = round_dir(run_dir, 0) / "eval.json"
+    if base_eval.exists():
+        used = [a.problem.question for a in read_json(base_eval, RoundEval).val_attempts]
+        if used != [p.question for p in heldout.val_problems()]:
+            raise HeldOutMismatch(
+                f"{run_dir}: its validation problems differ from the ones this version of tutorkd draws "
+                f"from its config (split_seed {env.split_seed}); the run was made by another version, "
+                f"and its held-out sets cannot be rebuilt (it has no {HELDOUT_FILE})"
+            )
+    return heldout
+
+
+def _base_dir(run_cfg: RunConfig, heldout: HeldOut, version: StudentVersion) -> Path:
+    """The base model ``version``'s adapter was trained on (recorded by PEFT in its config), else the
+    cached base the run's config builds; an adapter on another base is an error, not a silent swap."""
+    from tutorkd.environments.arithmetic import ArithmeticDomain
+    from tutorkd.students.pretrain import pretrain_base
+
+    recorded = None
+    if version.adapter_path is not None:
+        adapter_cfg = json.loads((Path(version.adapter_path) / "adapter_config.json").read_text())
+        recorded = Path(adapter_cfg["base_model_name_or_path"])
+        if recorded.is_dir():
+            return recorded
+    domain = ArithmeticDomain()
+    mix = run_cfg.student.pretrain_mix or domain.default_pretrain_mix
+    # Why ``reserved``: the same exclusion ``tutorkd.run.build_loop`` pretrains with, hence the same base.
+    base = pretrain_base(run_cfg.student, domain, mix, exclude=heldout.reserved)
+    if recorded is not None and recorded.resolve() != base.resolve():
+        raise ConfigError(
+            f"adapter {version.name} was trained on base {recorded}, which is gone, and the "
+            f"run's config now builds {base}; this student version cannot be rebuilt"
+        )
+    return base
+
+
+def evaluate_run(
+    cfg: EvalConfig,
+    run_dir: Path,
+    k: int | None = None,
+    on_status: Callable[[str], None] = lambda message: None,
+) -> tuple[SuiteReport, Path]:
+    """Run suite ``cfg`` on version ``r{k}`` of ``run_dir`` (default: its last round) against the base.
+
+    Writes the report to ``RUN_DIR/evals/{suite}-{version}.json`` and returns it with that path.
+    """
+    from tutorkd.environments.arithmetic import ArithmeticDomain
+    from tutorkd.run import build_backend, load_run_config
+    from tutorkd.students.tiny import TinyStudent
+
+    run_cfg = load_run_config(run_dir)
+    k = last_round(run_dir) if k is None else k
+    version = run_version(run_dir, k)
+    heldout = run_heldout(run_dir)
+    training = [e for e in run_training_examples(run_dir) if e.provenance.round <= k]
+    on_status("loading the base student (cached by recipe)")
+    base_dir = _base_dir(run_cfg, heldout, version)
+    domain = ArithmeticDomain()
+    backend = build_backend(run_cfg, base_dir, run_dir)
+    try:
+        student = TinyStudent(domain, backend, base_dir, run_cfg.student, work_dir=run_dir, seed=run_cfg.seed)
+        on_status(f"evaluating {version.name} and base on {', '.join(cfg.splits)}")
+        report = run_suite(cfg, student, version, domain.tree, heldout, training, run_dir=str(run_dir))
+    finally:
+        backend.close()
+    out = run_dir / "evals" / f"{cfg.name}-{version.name}.json"
+    write_json(out, report)
+    return report, out
