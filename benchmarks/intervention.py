@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -69,6 +70,7 @@ def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> d
     explanations = {c: [model.explanation(p, c) for p in test] for c in CONDITIONS[:3]}
     chosen = model.personalized(test, ("first", "error_step", "full"))
     explanations["personalized"] = [e for _, e in chosen]
+    pairs = zip(explanations["personalized"], test, strict=True)
     explanations["wrong"] = [corrupt(p, rng) for p in test]
     names = list(explanations)
     answers = student.answer(test * len(names), [e for n in names for e in explanations[n]])
@@ -90,18 +92,26 @@ def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> d
     curves["misaligned"] = curve(strategy_scores("misaligned", signals), ok["wrong"])
     curves["random_wrong"] = curve(np.zeros(len(test)), ok["wrong"])
     personal = {c: curve(post_pred[c] - pre_pred, ok[c]) for c in CONDITIONS}
-    styles = [s for s, _ in chosen]
     return {
         "n_test": len(test), "n_practice_answers": len(alone) * 4, "accuracy_alone": float(np.mean(pre_ok)),
         "accuracy_explained": {n: float(np.mean(ok[n])) for n in names},
         "curves": curves, "area": {s: curve_area(BUDGETS, c) for s, c in curves.items()},
         "personalization_curves": personal,
         "personalization_area": {c: curve_area(BUDGETS, v) for c, v in personal.items()},
-        "personalized_styles": {s: styles.count(s) for s in ("first", "error_step", "full")},
+        "personalized_is_full_rationale": sum(e == p.rationale for e, p in pairs),
         "calibration": {"pre": calibration(pre_pred, pre_ok).model_dump(),
                         "post_full": calibration(post_pred["full"], ok["full"]).model_dump()},
         "model": model.state().model_dump(),
     }
+
+
+def accuracy(student, test) -> tuple[float, dict[str, float]]:
+    """Accuracy alone on ``test``, overall and per skill."""
+    right = [a.correct for a in student.answer(test)]
+    skills = sorted({p.skill_ids[0] for p in test})
+    per_skill = {s: float(np.mean([r for r, p in zip(right, test, strict=True) if p.skill_ids[0] == s]))
+                 for s in skills}
+    return float(np.mean(right)), per_skill
 
 
 def multi_turn(make_student, domain, policy_cfg, test, exclude, rounds: int, per_round: int,
@@ -118,7 +128,7 @@ def multi_turn(make_student, domain, policy_cfg, test, exclude, rounds: int, per
         student = make_student(condition)
         policy = ToMPolicy(domain, per_round, policy_cfg.model_copy(update={"seed": seed}))
         policy.attach(student, exclude)
-        accuracy, views, seen = [float(np.mean([a.correct for a in student.answer(test)]))], [], set()
+        scores, views, seen = [accuracy(student, test)], [], set()
         for k in range(rounds):
             if condition == "tom_explained":
                 plan = policy.plan(Feedback(level=StructureLevel.SKILL_TREE, round=k, errors=(),
@@ -134,8 +144,10 @@ def multi_turn(make_student, domain, policy_cfg, test, exclude, rounds: int, per
             examples = ItemEngine(domain, exclude).generate(plan, context)
             seen |= {e.problem.question for e in examples}
             student.train(examples, round=k + 1, init=None if k == 0 else student.version)
-            accuracy.append(float(np.mean([a.correct for a in student.answer(test)])))
-        out[condition] = {"accuracy_by_round": accuracy, **({"calibration_by_round": views} if views else {})}
+            scores.append(accuracy(student, test))
+        out[condition] = {"accuracy_by_round": [a for a, _ in scores],
+                          "skill_accuracy_by_round": [s for _, s in scores],
+                          **({"calibration_by_round": views} if views else {})}
     return out
 
 
@@ -148,8 +160,14 @@ def summarize(seeds: list[dict]) -> dict:
     areas = [s["area"] for s in st]
     gap = [(a["expected_utility"] - a["random"]) / (a["true_utility"] - a["random"]) for a in areas]
     parea = {k: med([s["personalization_area"][k] for s in st]) for k in CONDITIONS}
+    turns = [s["multi_turn"] for s in seeds if "multi_turn" in s]
+    multi = {c: [med(round_) for round_ in zip(*(t[c]["accuracy_by_round"] for t in turns), strict=True)]
+             for c in (turns[0] if turns else {})}
     return {
         "median_curves": curves, "median_area": area, "median_personalization_area": parea,
+        "median_multi_turn_accuracy_by_round": multi,
+        "median_calibration": {k: {m: med([s["calibration"][k][m] for s in st]) for m in ("auc", "brier")}
+                               for k in ("pre", "post_full")},
         "acceptance": {
             "eu_beats_random_at_0.2": curves["expected_utility"][1] > curves["random"][1],
             "eu_beats_random_at_0.4": curves["expected_utility"][2] > curves["random"][2],
@@ -157,6 +175,8 @@ def summarize(seeds: list[dict]) -> dict:
             "eu_closes_half_the_gap": med(gap) >= 0.5,
             "personalized_beats_unpersonalized": parea["personalized"] > parea["first"],
             "misaligned_lowers_accuracy": all(a < curves["misaligned"][0] for a in curves["misaligned"][1:]),
+            "tom_training_beats_random_explained": bool(multi) and multi["tom_explained"][-1] > multi[
+                "random_explained"][-1],
         },
     }
 
@@ -251,6 +271,7 @@ def main() -> None:
             f"{k} {v:.3f}" for k, v in row["single_turn"]["area"].items()), flush=True)
         seeds.append(row)
     backend.close()
+    shutil.rmtree(work)  # the multi-turn adapters
     result = {
         "setup": {
             "student": "tiny default base (TinyStudentConfig(), default skewed mix, held-out excluded)",

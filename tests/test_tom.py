@@ -12,6 +12,7 @@ from feedbacks import feedback
 
 from tutorkd.agents.calibration import auc, calibration
 from tutorkd.agents.interventions import (
+    STRATEGIES,
     ItemSignals,
     budget_curve,
     corrupt,
@@ -47,11 +48,10 @@ class RuleStudent:
     version = StudentVersion(name="base", round=0)
 
     def __init__(self, domain) -> None:
-        self.domain, self.calls = domain, 0
+        self.domain = domain
 
     def answer(self, problems: Sequence[Problem],
                explanations: Sequence[str | None] | None = None) -> list[Attempt]:
-        self.calls += 1
         out = []
         for p, e in zip(problems, explanations or [None] * len(problems), strict=True):
             skill = p.skill_ids[0]
@@ -65,10 +65,6 @@ class RuleStudent:
 
 def _problem(domain, skill: str, seed: int = 0) -> Problem:
     return domain.sample(skill, 1, random.Random(seed))[0]
-
-
-# --------------------------------------------------------------------------------------------------
-# Explanations
 
 
 def test_explanation_styles_and_wrong_explanations(domain) -> None:
@@ -114,24 +110,15 @@ def test_flip_demonstrations_keep_only_explanations_that_turned_the_student_righ
     assert personalized_demos(pre, post, 1) == [(problems[1], problems[1].rationale)]
 
 
-# --------------------------------------------------------------------------------------------------
-# Strategies and curves
-
-
 def test_budget_curves_run_from_alone_to_all_explained_and_oracle_is_best() -> None:
     rng = np.random.default_rng(0)
     pre, post = rng.random(200) < 0.5, rng.random(200) < 0.8
     signals = ItemSignals(pre_pred=tuple(rng.random(200)), post_pred=tuple(rng.random(200)),
                           teacher_confidence=(1.0,) * 200, true_pre=tuple(pre * 0.9),
-                          true_post=tuple(post * 0.9),
-                          pre_correct=tuple(pre), post_correct=tuple(post))
-    budgets = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    curves = {s: budget_curve(strategy_scores(s, signals), pre, post, budgets)
-              for s in ("random", "teacher_confidence", "expected_utility", "true_utility", "oracle",
-                        "misaligned")}
-    for curve in curves.values():
-        assert curve[0] == pytest.approx(pre.mean()) and curve[-1] == pytest.approx(post.mean())
+                          true_post=tuple(post * 0.9), pre_correct=tuple(pre), post_correct=tuple(post))
+    curves = {s: budget_curve(strategy_scores(s, signals), pre, post) for s in STRATEGIES + ("misaligned",)}
     for name, curve in curves.items():
+        assert curve[0] == pytest.approx(pre.mean()) and curve[-1] == pytest.approx(post.mean())
         assert all(o >= c - 1e-12 for o, c in zip(curves["oracle"], curve, strict=True)), name
     # Random is linear in expectation; a constant teacher confidence is random order.
     assert curves["random"][2] == pytest.approx(pre.mean() + 0.4 * (post.mean() - pre.mean()), abs=0.02)
@@ -150,10 +137,6 @@ def test_auc_brier_and_reliability() -> None:
     cal = calibration([0.05, 0.15, 0.95, 1.0], [False, False, True, True], bins=10)
     assert cal.brier == pytest.approx((0.05**2 + 0.15**2 + 0.05**2) / 4)
     assert sum(b.n for b in cal.bins) == 4 and cal.bins[-1].n == 2 and cal.bins[-1].observed == 1.0
-
-
-# --------------------------------------------------------------------------------------------------
-# Mental models
 
 
 def _quiz(domain, student, n: int, seed: int) -> list[Attempt]:
@@ -176,9 +159,9 @@ def test_learned_model_tracks_mastery_and_intervention_effect(domain) -> None:
     model.fit(attempts + student.answer(firsts, [explain(p, "first") for p in firsts]))
     (style, text), = model.personalized([probe[1]], ("first", "full"))
     assert style == "full" and text == probe[1].rationale
-    held_out = _quiz(domain, student, 5, seed=3)
-    cal = calibration(model.p_correct([a.problem for a in held_out], [a.explanation for a in held_out]),
-                      [a.correct for a in held_out])
+    held = _quiz(domain, student, 5, seed=3)
+    pred = model.p_correct([a.problem for a in held], [a.explanation for a in held])
+    cal = calibration(pred, [a.correct for a in held])
     assert cal.auc > 0.95 and cal.brier < 0.05
 
 
@@ -237,21 +220,18 @@ def test_transformers_scorer_matches_generation_logprobs(tiny_llm: Path, domain)
     assert belief.pre == pytest.approx(pre) and 0 < belief.post < 1
 
 
-class Scripted:
-    def __init__(self, texts: list[str]) -> None:
-        self.texts, self.prompts = texts, []
-
-    def generate(self, prompts: Sequence[str], params: SamplingConfig) -> list[Completion]:
-        self.prompts += prompts
-        return [Completion(text=t) for t in self.texts[: len(prompts)]]
-
-
 def test_llm_explainer_extracts_explanations_and_counts_malformed(domain, tiny_llm: Path) -> None:
     p, q = domain.make("add.carry", (47, 38)), domain.make("add.carry", (29, 13))
-    llm = Scripted([" 7+8=15 4+3+1=8 So the answer is 85.", " hello", "\n"])
-    explainer = LLMExplainer(llm, [(q, q.rationale)], domain.alphabet)
+    texts, seen = [" 7+8=15 4+3+1=8 So the answer is 85.", " hello", "\n"], []
+
+    class Scripted:
+        def generate(self, prompts: Sequence[str], params: SamplingConfig) -> list[Completion]:
+            seen.extend(prompts)
+            return [Completion(text=t) for t in texts]
+
+    explainer = LLMExplainer(Scripted(), [(q, q.rationale)], domain.alphabet)
     assert explainer.explain([p, p, p]) == ["7+8=15 4+3+1=8", None, None] and explainer.malformed == 2
-    assert llm.prompts[0] == f"Q: 29+13=\nA: {q.rationale} So the answer is 42\n\nQ: 47+38=\nA:"
+    assert seen[0] == f"Q: 29+13=\nA: {q.rationale} So the answer is 42\n\nQ: 47+38=\nA:"
     from tutorkd.llm.hf_backend import TransformersBackend
 
     garbage = LLMExplainer(TransformersBackend(tiny_llm), [(q, q.rationale)], domain.alphabet,
@@ -259,10 +239,6 @@ def test_llm_explainer_extracts_explanations_and_counts_malformed(domain, tiny_l
     out = garbage.explain([p, q])
     assert garbage.malformed == sum(e is None for e in out)
     assert all(set(e) <= set(domain.alphabet) for e in out if e is not None)
-
-
-# --------------------------------------------------------------------------------------------------
-# The policy and engine in a teaching run
 
 
 def test_tom_teacher_explains_where_utility_is_highest(domain) -> None:
