@@ -51,7 +51,7 @@ def run_once(teacher: str, seed: int, args: argparse.Namespace, root: Path) -> d
     from tutorkd.config import RunConfig
     from tutorkd.environments.arithmetic import ArithmeticDomain
     from tutorkd.plots import load_round_evals
-    from tutorkd.run import build_loop, new_run_dir, save_config
+    from tutorkd.run import run_teaching
 
     cfg = RunConfig.model_validate({
         "environment": {"level": "open_ended", "rounds": args.rounds, "test_per_skill": args.test_per_skill,
@@ -62,17 +62,12 @@ def run_once(teacher: str, seed: int, args: argparse.Namespace, root: Path) -> d
         "seed": seed,
         "runs_root": str(root / teacher),
     })
-    run_dir = new_run_dir(cfg)
-    save_config(cfg, run_dir)
     t0 = time.perf_counter()
+
     def show(e) -> None:
         print(f"  [{teacher} s{seed}] r{e.round} {e.node}: {e.message}")
 
-    loop = build_loop(cfg, run_dir, on_event=show)
-    try:
-        loop.run(resume=False)
-    finally:
-        loop.env.student.backend.close()
+    run_dir, loop = run_teaching(cfg, on_event=show)
     histories = loop.teacher.policy.histories if cfg.teacher.policy == "tpd" else {}
     domain = ArithmeticDomain()
     rounds = []

@@ -61,21 +61,15 @@ def run_once(args: argparse.Namespace, teacher: str, seed: int, root: Path) -> d
     from tutorkd.io import read_json
     from tutorkd.loop import VerifyReport, round_dir
     from tutorkd.plots import load_round_evals
-    from tutorkd.run import build_loop, new_run_dir, save_config
+    from tutorkd.run import run_teaching
 
     cfg = run_config(args, teacher, seed, root)
-    run_dir = new_run_dir(cfg)
-    save_config(cfg, run_dir)
     t0 = time.perf_counter()
 
     def show(e) -> None:
         print(f"  [{teacher} s{seed}] r{e.round} {e.node}: {e.message}")
 
-    loop = build_loop(cfg, run_dir, on_event=show)
-    try:
-        loop.run(resume=False)
-    finally:
-        loop.env.student.backend.close()
+    run_dir, _ = run_teaching(cfg, on_event=show)
     rounds, used = [], 0
     for k, evaluation in enumerate(load_round_evals(run_dir)):
         if k:

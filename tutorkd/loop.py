@@ -183,12 +183,10 @@ class TeachingLoop:
 
     def _write_metrics(self) -> None:
         """Rebuild ``metrics.jsonl`` from the per-round files, so it is correct after any resume."""
+        from tutorkd.plots import load_round_evals
+
         lines = []
-        for k in range(0, 10_000):
-            path = round_dir(self.run_dir, k) / "eval.json"
-            if not path.exists():
-                break
-            evaluation = read_json(path, RoundEval)
+        for k, evaluation in enumerate(load_round_evals(self.run_dir)):
             verify_path = round_dir(self.run_dir, k) / "verify.json"
             times_path = round_dir(self.run_dir, k) / "times.json"
             lines.append(json.dumps({

@@ -92,6 +92,22 @@ def build_loop(cfg: RunConfig, run_dir: Path, on_event: Callable[[LoopEvent], No
                         domain=domain, heldout=heldout, on_event=on_event)
 
 
+def run_teaching(cfg: RunConfig, on_event: Callable[[LoopEvent], None]) -> tuple[Path, TeachingLoop]:
+    """Create a run directory for ``cfg``, run it to the end in this process, release its engine.
+
+    For scripts that run many teaching jobs one after another (benchmarks): the engine is closed even
+    when the run fails, because only one in-process vLLM engine may be open at a time.
+    """
+    run_dir = new_run_dir(cfg)
+    save_config(cfg, run_dir)
+    loop = build_loop(cfg, run_dir, on_event)
+    try:
+        loop.run(resume=False)
+    finally:
+        loop.env.student.backend.close()
+    return run_dir, loop
+
+
 def build_backend(cfg: RunConfig, base_dir: Path, run_dir: Path):
     """The engine serving the tiny student's versions: one in-process vLLM engine, a ``vllm serve``
     reached through the OpenAI client, or transformers."""
