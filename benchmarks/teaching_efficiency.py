@@ -18,6 +18,7 @@ at least half the seeds. Over seeds: median, min and max. Writes
 
     .venv/bin/python benchmarks/teaching_efficiency.py [--seeds 0 1 2] [--backend transformers]
         [--test-per-skill 200] [--rounds 3] [--budget 3000] [--teachers stat-sel uniform]
+        [--keep-runs runs/efficiency]
 """
 
 from __future__ import annotations
@@ -179,8 +180,10 @@ def main() -> None:
     parser.add_argument("--strong-above", type=float, default=0.6)
     parser.add_argument("--target", default="auto", help="weak-skill accuracy to reach, or auto")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep-runs", type=Path, default=None,
+                        help="keep the run directories here (for tutorkd compare/report); default: deleted")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="tutorkd-efficiency-"))
+    root = args.keep_runs or Path(tempfile.mkdtemp(prefix="tutorkd-efficiency-"))
     runs = []
     for seed in args.seeds:
         for teacher in args.teachers:  # Why interleaved: machine load drifts; a seed's teachers share it.
@@ -207,7 +210,8 @@ def main() -> None:
     plot(summary, args.out.with_suffix(".png"))
     print(json.dumps({t: {"examples_to_target": s["examples_to_target"], "reached": s["reached"]}
                       for t, s in summary["teachers"].items()} | {"target": summary["target"]}, indent=2))
-    shutil.rmtree(root)
+    if args.keep_runs is None:
+        shutil.rmtree(root)
 
 
 if __name__ == "__main__":

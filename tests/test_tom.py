@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -243,7 +244,7 @@ def test_llm_explainer_extracts_explanations_and_counts_malformed(domain, tiny_l
 
 def test_tom_teacher_explains_where_utility_is_highest(domain) -> None:
     cfg = TeacherConfig(name="tom", policy="tom", engine="items", per_round=30,
-                        tom=ToMConfig(quiz_per_skill=10, check_per_skill=4))
+                        tom=ToMConfig(quiz_per_skill=10, check_per_skill=4, replay_share=0.0, max_skill_share=1.0))
     with pytest.raises(ValueError, match="pass student="):
         build_teacher(cfg, domain)
     student = RuleStudent(domain)
@@ -266,6 +267,19 @@ def test_tom_teacher_explains_where_utility_is_highest(domain) -> None:
     assert len(examples) == 29 and len(result.kept) == 29
     assert [e.problem for e in examples] == [i.like for i in plan.items[1:]]
     assert all(e.completion.startswith("R:") for e in examples)
+
+
+def test_tom_teacher_caps_each_skill_and_replays_every_skill(domain) -> None:
+    cfg = ToMConfig(quiz_per_skill=10, check_per_skill=4, replay_share=0.3, max_skill_share=0.25)
+    policy = ToMPolicy(domain, 40, cfg)
+    policy.attach(RuleStudent(domain), frozenset())
+    plan = policy.plan(feedback(domain, {EASY: 1.0, HOPELESS: 0.0}))
+    skills = [i.like.skill_ids[0] for i in plan.items]
+    by_utility, replay = Counter(skills[:28]), Counter(skills[28:])
+    # 28 chosen by utility (cap ceil(0.25 * 28) = 7 per skill), then 12 round-robin over all 9 skills.
+    assert plan.total == 40 and len(set(i.like.question for i in plan.items)) == 40
+    assert max(by_utility.values()) <= 7 and not set(by_utility) & {EASY, HOPELESS}
+    assert set(replay) == set(domain.tree.leaves()) and max(replay.values()) - min(replay.values()) <= 1
 
 
 @pytest.mark.vllm

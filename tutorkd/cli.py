@@ -6,6 +6,7 @@ field and the fix and exits with code 2; tracebacks are for bugs only.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -76,7 +77,7 @@ def teach(
     verifies it; the student trains a new LoRA adapter on it and is re-evaluated on held-out problems.
     Everything lands in a new run directory (config, datasets, adapters, reports, learning curve).
     """
-    from tutorkd.run import build_loop, load_run_config, new_run_dir, save_config
+    from tutorkd.run import build_loop, check_paths, load_run_config, new_run_dir, save_config
 
     try:
         if resume is not None:
@@ -88,10 +89,12 @@ def teach(
                     _fail(f"--resume {resume}: the given config differs from the one the run was started with; "
                           "resume with no other options, or start a new run")
             cfg, run_dir = saved, resume
+            check_paths(cfg)
         else:
             cfg = resolve_config(config, env, teacher, {"seed": seed, "environment.rounds": rounds,
                                                         "backend.kind": backend,
                                                         "runs_root": str(runs_root) if runs_root else None})
+            check_paths(cfg)
             run_dir = new_run_dir(cfg)
             save_config(cfg, run_dir)
     except ConfigError as exc:
@@ -110,10 +113,20 @@ def teach(
     try:
         loop = build_loop(cfg, run_dir, printer)
     except ConfigError as exc:
+        if resume is None:
+            # Why: a run that could not start holds no work; a folder left behind would look like a run.
+            shutil.rmtree(run_dir)
         _fail(str(exc))
         return
     with printer:
-        loop.run(resume=resume is not None)
+        try:
+            loop.run(resume=resume is not None)
+        except (Exception, KeyboardInterrupt):
+            # Why re-raised: the traceback is the report; the hint says the work done so far is kept.
+            console.print(f"[bold red]error:[/] the run stopped; once the cause is fixed (say disk space or "
+                          f"memory), continue it with: tutorkd teach --resume {run_dir}", highlight=False,
+                          soft_wrap=True)
+            raise
     console.print(before_after_table(run_dir))
     # Why soft_wrap: a path broken over two lines cannot be copied or grepped.
     console.print(f"learning curve: [cyan]{run_dir / 'learning_curve.png'}[/]", soft_wrap=True)
@@ -121,21 +134,34 @@ def teach(
 
 
 def setup_logging(log_file: Path) -> None:
-    """Everything at INFO and above goes to ``log_file``; warnings and errors also to the terminal."""
+    """Everything at INFO and above goes to ``log_file``; tutorkd's warnings and anyone's errors also
+    to the terminal. Libraries' own handlers and progress bars are switched off so that the terminal
+    shows the run's progress, not vLLM's engine banner or a bar per dataset save."""
     import logging
+    import os
 
+    # Why env vars: vLLM reads them at import, which comes later (inside the backend).
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    import datasets
+    import transformers
     from rich.logging import RichHandler
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_default_handler()
+    transformers.utils.logging.enable_propagation()
+    logging.captureWarnings(True)  # Why: library FutureWarnings belong in run.log, not on the terminal
 
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     file_handler.setLevel(logging.INFO)
     terminal = RichHandler(console=console, show_path=False, level=logging.WARNING)
+    terminal.addFilter(lambda r: r.name.startswith("tutorkd") or r.levelno >= logging.ERROR)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     root.addHandler(file_handler)
     root.addHandler(terminal)
-    # Why: vLLM configures its own handlers and is chatty at INFO; its warnings still reach run.log.
-    logging.getLogger("vllm").setLevel(logging.WARNING)
 
 
 def before_after_table(run_dir: Path) -> Table:

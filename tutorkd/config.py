@@ -249,6 +249,12 @@ class ToMConfig(Config):
     with the highest expected utility of an explanation."""
     l2: float = Field(0.1, gt=0.0)
     """L2 penalty of the mental model's logistic regression."""
+    replay_share: float = Field(0.3, ge=0.0, le=1.0)
+    """Share of the round's examples drawn evenly over all skills (explained, but not chosen by utility):
+    training only on the highest-utility items made the student forget the skills it had (measured:
+    sub.no_borrow 1.00 -> 0.53 after two rounds with share 0)."""
+    max_skill_share: float = Field(0.5, gt=0.0, le=1.0)
+    """Cap on the share of the utility-chosen examples that one skill may take."""
     seed: int = 0
 
 

@@ -4,7 +4,8 @@
 sets), unexplained and with each explanation style, and fits a ``LogisticStudentModel`` on the
 answers. It then draws candidate problems, predicts each one's expected utility of an explanation
 (P(right with the full rationale) - P(right alone)) and spends the round's explanation budget (its
-``per_round`` examples) on the candidates with the highest: each becomes a training example with its
+``per_round`` examples) on the candidates with the highest (at most ``max_skill_share`` per skill; a
+``replay_share`` of the budget goes evenly over all skills so that mastered skills are not forgotten): each becomes a training example with its
 worked rationale, i.e. the explanation turned into training data (the paper's multi-turn setting,
 with its figure's EU-based choice of what to explain). ``ItemEngine`` turns exactly those problems
 into examples. Before choosing, the policy checks its model against a second practice quiz it did
@@ -131,7 +132,7 @@ class ToMPolicy:
         candidates = self.draw(per_skill, rng) if per_skill else []
         beliefs = model.predict(candidates, [model.explanation(p, "full") for p in candidates])
         utility = np.array([b.utility for b in beliefs])
-        best = order(utility, np.random.default_rng(rng.getrandbits(32)))[:total]
+        best = self.choose(candidates, utility, total, np.random.default_rng(rng.getrandbits(32)))
         chosen = [candidates[i] for i in best]
         mean_utility = float(utility[best].mean()) if len(best) else 0.0
         self.last = self._view(feedback, model, check, chosen, mean_utility,
@@ -143,6 +144,33 @@ class ToMPolicy:
             f"{_fmt(self.last.pre.auc)}, post {_fmt(self.last.post.auc)}); explaining the {len(chosen)} of "
             f"{len(candidates)} candidates with the highest expected utility "
             f"(mean {self.last.mean_utility:.2f}; {top})."))
+
+    def choose(self, candidates: Sequence[Problem], utility: np.ndarray, total: int,
+               rng: np.random.Generator) -> list[int]:
+        """Indices of ``total`` candidates: the highest-utility ones (at most ``max_skill_share`` of
+        them from one skill), then ``replay_share`` of ``total`` spread evenly over the skills."""
+        n_replay = round(total * self.cfg.replay_share)
+        n_eu = total - n_replay
+        cap = max(1, math.ceil(self.cfg.max_skill_share * n_eu))
+        taken: Counter[str] = Counter()
+        chosen: list[int] = []
+        for i in order(utility, rng):
+            if len(chosen) == n_eu:
+                break
+            skill = candidates[i].skill_ids[0]
+            if taken[skill] < cap:
+                taken[skill] += 1
+                chosen.append(int(i))
+        # Replay: round-robin over the skills through the rest, in random order (why: no skill the
+        # student already has goes a whole round without practice).
+        picked = set(chosen)
+        rest = {s: [int(i) for i in rng.permutation(len(candidates))
+                    if int(i) not in picked and candidates[int(i)].skill_ids[0] == s] for s in self.skills}
+        while len(chosen) < total and any(rest.values()):
+            for skill in self.skills:
+                if rest[skill] and len(chosen) < total:
+                    chosen.append(rest[skill].pop())
+        return chosen
 
     def _view(self, feedback: Feedback, model: LogisticStudentModel,
               check: tuple[list[Attempt], dict[Style, list[Attempt]]], chosen: Sequence[Problem],
