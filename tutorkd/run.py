@@ -26,13 +26,41 @@ def new_run_dir(cfg: RunConfig) -> Path:
     if not os.access(root, os.W_OK):
         raise ConfigError(f"runs_root: {root} is not writable; pick a writable folder with runs_root=...")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = root / f"{stamp}-{cfg.teacher.name}-s{cfg.seed}"
+    name = f"{stamp}-{cfg.teacher.name}-s{cfg.seed}"
     suffix = 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = root / f"{stamp}-{cfg.teacher.name}-s{cfg.seed}-{suffix}"
-    run_dir.mkdir()
-    return run_dir
+    while True:
+        run_dir = root / (name if suffix == 1 else f"{name}-{suffix}")
+        try:
+            # Why mkdir without exist_ok instead of checking first: two runs started in the same second
+            # must not both take the same folder; the one that loses tries the next suffix.
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            suffix += 1
+        except OSError as exc:
+            raise ConfigError(f"runs_root: cannot create {run_dir}: {exc.strerror}; "
+                              "pick a writable folder") from None
+
+
+def check_paths(cfg: RunConfig) -> None:
+    """Raise ``ConfigError`` naming the field and fix for a model folder in ``cfg`` that does not exist.
+
+    Called before a run directory is created, so a missing download leaves nothing behind. The teacher
+    LLM in particular starts only at its first call, rounds into a run, so it is checked here.
+    """
+    from tutorkd.config import HFStudentConfig
+
+    if isinstance(cfg.student, HFStudentConfig):
+        from tutorkd.students.hf import check_model_folder
+
+        check_model_folder(cfg.student.model_path)
+    llm = cfg.teacher.llm
+    if llm is None or llm.backend == "openai":  # an openai teacher's model is a name on its server
+        return
+    if not (Path(llm.model).expanduser() / "config.json").is_file():
+        raise ConfigError(f"teacher.llm.model: {llm.model} is not a local model folder (no config.json). "
+                          "Fix: download it first, e.g. `huggingface-cli download <model id> --local-dir "
+                          f"{llm.model}`, or set backend: openai and a server's model name")
 
 
 def save_config(cfg: RunConfig, run_dir: Path) -> None:
