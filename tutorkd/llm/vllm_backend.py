@@ -80,6 +80,7 @@ class VLLMBackend:
             max_loras=max_loras,
             max_cpu_loras=max_cpu_loras,
             seed=seed,
+            use_tqdm_on_load=False,  # Why: a load bar per engine start clutters the run's progress display
         )
         """The engine; public so tests and callers can check that it is never rebuilt."""
         _open_engines += 1
