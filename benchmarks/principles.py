@@ -111,13 +111,31 @@ def summarize(runs: list[dict], args: argparse.Namespace) -> dict:
             "targeted_bug_errors_by_round": [_mean_sd([c[k] for c in targeted_counts]) for k in per_round]
             if targeted_counts else None,
         }
+    # Weak skills: the base student's test accuracy below 0.3 (round 0 is the same base for every run).
+    base_skills = runs[0]["rounds"][0]["test_per_skill"]
+    weak = [s for s, a in base_skills.items() if a < 0.3]
+
+    def weak_acc(rnd: dict) -> float:
+        return statistics.mean(rnd["test_per_skill"][s] for s in weak)
+
+    for teacher in out:
+        rs = [r for r in runs if r["teacher"] == teacher]
+        out[teacher]["weak_accuracy_by_round_median"] = [
+            round(statistics.median(weak_acc(r["rounds"][k]) for r in rs), 4)
+            for k in range(len(rs[0]["rounds"]))]
+    if "open-ended" in out:
+        ref = {r["seed"]: weak_acc(r["rounds"][-1]) for r in runs if r["teacher"] == "open-ended"}
+        for teacher in out:
+            diffs = [weak_acc(r["rounds"][-1]) - ref[r["seed"]] for r in runs if r["teacher"] == teacher]
+            out[teacher]["weak_minus_open_ended_per_seed"] = [round(d, 4) for d in diffs]
+            out[teacher]["weak_minus_open_ended_median"] = round(statistics.median(diffs), 4)
     if "uniform" in out:
         base = {r["seed"]: r["rounds"][-1]["test_accuracy"] for r in runs if r["teacher"] == "uniform"}
         for teacher in out:
             diffs = [r["rounds"][-1]["test_accuracy"] - base[r["seed"]]
                      for r in runs if r["teacher"] == teacher]
             out[teacher]["minus_uniform_per_seed"] = [round(d, 4) for d in diffs]
-    return {"targeted_bugs": targeted, "teachers": out}
+    return {"targeted_bugs": targeted, "weak_skills": weak, "teachers": out}
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -18,6 +18,8 @@ from tutorkd.io import read_jsonl
 from tutorkd.plots import load_round_evals
 from tutorkd.schema import Example
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def small_run_config(tmp_path: Path, student: TinyStudentConfig, backend: str, rounds: int = 2,
                      seed: int = 0) -> Path:
@@ -109,12 +111,14 @@ def test_kill_in_round_two_then_resume_matches_uninterrupted(tmp_path, tiny_cfg,
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     check_finished_run(run_dir, rounds=2)
     # Example ids and provenance name their run; the two runs differ only in that name.
-    assert [i.split("/", 1)[1] for i in example_ids(run_dir)] == [i.split("/", 1)[1] for i in example_ids(ref_dir)]
+    unnamed = lambda d: [i.split("/", 1)[1] for i in example_ids(d)]  # noqa: E731
+    assert unnamed(run_dir) == unnamed(ref_dir)
     for k in range(3):
         got = run_dir / "rounds" / f"r{k}" / "data.jsonl"
         want = ref_dir / "rounds" / f"r{k}" / "data.jsonl"
         if want.exists():
-            assert got.read_text().replace(run_dir.name, "RUN") == want.read_text().replace(ref_dir.name, "RUN")
+            got_text, want_text = got.read_text(), want.read_text()
+            assert got_text.replace(run_dir.name, "RUN") == want_text.replace(ref_dir.name, "RUN")
 
 
 def test_bad_config_exits_2_with_field_path(tmp_path):
@@ -125,6 +129,15 @@ def test_bad_config_exits_2_with_field_path(tmp_path):
     assert "Traceback" not in proc.stderr + proc.stdout
     out = proc.stdout + proc.stderr
     assert "environment.level" in out and "environment.budgett" in out and "teacher" in out
+
+
+@pytest.mark.parametrize(("spec", "flag"), [("environments/gsm8k-qwen.yaml", "--env"),
+                                             ("agents/tom.yaml", "--teacher")])
+def test_a_spec_given_as_run_config_names_the_flag(tmp_path, spec, flag):
+    proc = tutorkd("teach", str(REPO / spec), "--runs-root", str(tmp_path / "runs"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out
+    assert flag in " ".join(out.split()) and not (tmp_path / "runs").exists()
 
 
 def test_missing_config_and_bad_resume_exit_2(tmp_path):

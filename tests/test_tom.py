@@ -244,7 +244,8 @@ def test_llm_explainer_extracts_explanations_and_counts_malformed(domain, tiny_l
 
 def test_tom_teacher_explains_where_utility_is_highest(domain) -> None:
     cfg = TeacherConfig(name="tom", policy="tom", engine="items", per_round=30,
-                        tom=ToMConfig(quiz_per_skill=10, check_per_skill=4, replay_share=0.0, max_skill_share=1.0))
+                        tom=ToMConfig(quiz_per_skill=10, check_per_skill=4, replay_share=0.0,
+                                      max_skill_share=1.0))
     with pytest.raises(ValueError, match="pass student="):
         build_teacher(cfg, domain)
     student = RuleStudent(domain)

@@ -5,9 +5,10 @@ sets), unexplained and with each explanation style, and fits a ``LogisticStudent
 answers. It then draws candidate problems, predicts each one's expected utility of an explanation
 (P(right with the full rationale) - P(right alone)) and spends the round's explanation budget (its
 ``per_round`` examples) on the candidates with the highest (at most ``max_skill_share`` per skill; a
-``replay_share`` of the budget goes evenly over all skills so that mastered skills are not forgotten): each becomes a training example with its
-worked rationale, i.e. the explanation turned into training data (the paper's multi-turn setting,
-with its figure's EU-based choice of what to explain). ``ItemEngine`` turns exactly those problems
+``replay_share`` of the budget goes evenly over all skills so that mastered skills are not
+forgotten): each becomes a training example with its worked rationale, i.e. the explanation
+turned into training data (the paper's multi-turn setting, with its figure's EU-based choice of
+what to explain). ``ItemEngine`` turns exactly those problems
 into examples. Before choosing, the policy checks its model against a second practice quiz it did
 not fit on (AUC, Brier, reliability) and shows that as ``calibration.json``.
 
