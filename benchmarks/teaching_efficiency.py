@@ -45,6 +45,8 @@ def run_config(args: argparse.Namespace, teacher: str, seed: int, root: Path):
     env = load_config(ArithmeticEnvConfig, REPO / "environments" / "arithmetic-tree.yaml")
     spec = load_config(TeacherConfig, REPO / "agents" / f"{teacher}.yaml")
     student = {"pretrain_steps": args.pretrain_steps} if args.pretrain_steps else {}
+    if args.epochs:
+        student["epochs"] = args.epochs
     return RunConfig.model_validate({
         "environment": env.model_dump() | {"rounds": args.rounds, "budget": args.budget,
                                            "test_per_skill": args.test_per_skill,
@@ -58,26 +60,36 @@ def run_config(args: argparse.Namespace, teacher: str, seed: int, root: Path):
 
 
 def run_once(args: argparse.Namespace, teacher: str, seed: int, root: Path) -> dict:
-    """One teaching run; its per-round examples and per-skill test accuracy."""
-    from tutorkd.io import read_json
-    from tutorkd.loop import VerifyReport, round_dir
-    from tutorkd.plots import load_round_evals
+    """One teaching run (or, with ``--keep-runs``, the finished one already there)."""
     from tutorkd.run import run_teaching
 
     cfg = run_config(args, teacher, seed, root)
     t0 = time.perf_counter()
+    done = [d for d in sorted((root / teacher).glob(f"*-s{seed}")) if (d / "metrics.jsonl").is_file()
+            and len((d / "metrics.jsonl").read_text().splitlines()) == args.rounds + 1]
+    if args.keep_runs is not None and done:  # Why: a benchmark stopped halfway reuses its finished runs
+        return summarize_run(done[-1], teacher, seed, wall_s=None)
 
     def show(e) -> None:
         print(f"  [{teacher} s{seed}] r{e.round} {e.node}: {e.message}")
 
     run_dir, _ = run_teaching(cfg, on_event=show)
+    return summarize_run(run_dir, teacher, seed, wall_s=round(time.perf_counter() - t0, 1))
+
+
+def summarize_run(run_dir: Path, teacher: str, seed: int, wall_s: float | None) -> dict:
+    """A finished run's per-round examples and per-skill test accuracy."""
+    from tutorkd.io import read_json
+    from tutorkd.loop import VerifyReport, round_dir
+    from tutorkd.plots import load_round_evals
+
     rounds, used = [], 0
     for k, evaluation in enumerate(load_round_evals(run_dir)):
         if k:
             used += read_json(round_dir(run_dir, k) / "verify.json", VerifyReport).admitted
         rounds.append({"round": k, "examples": used, "test_accuracy": evaluation.test.accuracy,
                        "test_per_skill": evaluation.test.skill_accuracy()})
-    return {"teacher": teacher, "seed": seed, "wall_s": round(time.perf_counter() - t0, 1), "rounds": rounds}
+    return {"teacher": teacher, "seed": seed, "wall_s": wall_s, "run_dir": str(run_dir), "rounds": rounds}
 
 
 def mean_over(per_skill: dict[str, float], skills: list[str]) -> float | None:
@@ -176,6 +188,7 @@ def main() -> None:
     parser.add_argument("--val-per-skill", type=int, default=100)
     parser.add_argument("--backend", choices=("vllm", "transformers"), default="vllm")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="override the base student's steps")
+    parser.add_argument("--epochs", type=int, default=None, help="override the student's epochs per round")
     parser.add_argument("--weak-below", type=float, default=0.3)
     parser.add_argument("--strong-above", type=float, default=0.6)
     parser.add_argument("--target", default="auto", help="weak-skill accuracy to reach, or auto")

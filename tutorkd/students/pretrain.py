@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 
 RECIPE_VERSION = 1
 """Bump when the training loop or data format changes, so stale cached bases are not reused."""
-TORCH_THREADS = 2
+TORCH_THREADS = int(os.environ.get("OMP_NUM_THREADS") or 2)
+"""Torch threads for training: 2 (this machine's cores), or ``OMP_NUM_THREADS`` where set, so that
+parallel jobs on a small machine can each take one core instead of fighting over two."""
 MAX_LENGTH = 128
 """Longest training sequence and the model's ``max_position_embeddings``."""
 
