@@ -103,6 +103,11 @@ class GeneratorParams(Record):
     """``rationale`` (question, rationale, answer) or ``direct`` (question, answer)."""
     source_problem_id: str | None = None
     """For error-driven generation: the problem the example was made to resemble."""
+    model: str | None = None
+    """For a generator language model: which one (e.g. ``teacher-lm:<recipe hash>`` or its DPO-aligned
+    ``...+dpo:<hash>``); ``None`` for procedural engines."""
+    temperature: float | None = None
+    """For a generator language model: its sampling temperature."""
 
 
 class Provenance(Record):
