@@ -36,10 +36,29 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _refuse_spec_as_run_config(config: Path) -> None:
+    """An environment or teacher spec given where a run config belongs gets the right flag named,
+    not a list of its fields as unknown ones."""
+    from tutorkd.config import read_yaml
+
+    data = read_yaml(config) if config.is_file() else None
+    if not isinstance(data, dict) or data.keys() & {"environment", "teacher", "student", "backend"}:
+        return
+    if "policy" in data:
+        raise ConfigError(f"{config}: this is a teacher spec, not a run config; "
+                          f"pass it as --teacher {config}")
+    if "level" in data or "kind" in data:
+        raise ConfigError(f"{config}: this is an environment spec, not a run config; "
+                          f"pass it as --env {config}, or give a run config that names it "
+                          "(for gsm8k/math: recipes/gsm8k-qwen.yaml)")
+
+
 def resolve_config(config: Path | None, env: Path | None, teacher: Path | None, overrides: dict) -> RunConfig:
     """Defaults < CONFIG file < --env/--teacher spec files < single-value flags, validated once."""
     from pydantic import ValidationError
 
+    if config is not None:
+        _refuse_spec_as_run_config(config)
     base = load_config(RunConfig, config) if config else RunConfig()
     data = base.model_dump(mode="json")
     if env is not None:
@@ -77,7 +96,7 @@ def teach(
     verifies it; the student trains a new LoRA adapter on it and is re-evaluated on held-out problems.
     Everything lands in a new run directory (config, datasets, adapters, reports, learning curve).
     """
-    from tutorkd.run import build_loop, check_paths, load_run_config, new_run_dir, save_config
+    from tutorkd.run import build_loop, check_paths, load_run_config, lock_run, new_run_dir, save_config
 
     try:
         if resume is not None:
@@ -97,6 +116,7 @@ def teach(
             check_paths(cfg)
             run_dir = new_run_dir(cfg)
             save_config(cfg, run_dir)
+        lock = lock_run(run_dir)  # noqa: F841 (held until the process ends)
     except ConfigError as exc:
         _fail(str(exc))
         return
@@ -274,6 +294,39 @@ def report(
         return
     console.print(f"report: [cyan]{path}[/]", soft_wrap=True)
 
+
+@app.command()
+def generate(
+    spec: Annotated[Path, typer.Argument(help="Generate spec YAML, e.g. generate/arithmetic-arte.yaml.")],
+) -> None:
+    """Write a dataset tailored to one student, without a teaching loop: STAT-Syn, ARTE or PerSyn data.
+
+    The dataset lands in OUT_DIR/NAME-sSEED as HF `datasets` on disk (`sft/`: prompt/completion for
+    TRL's SFTTrainer; `preference/`: prompt/chosen/rejected for DPOTrainer, ARTE only), every example
+    with its provenance (`examples.jsonl`), and a dataset card (`README.md`, `card.json`).
+    """
+    from tutorkd.generate import generate_dataset
+    from tutorkd.generate_config import GenerateConfig
+
+    try:
+        cfg = load_config(GenerateConfig, spec)
+        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    except OSError as exc:
+        _fail(f"out_dir: cannot create {exc.filename}: {exc.strerror}; pick a writable folder")
+        return
+    setup_logging(Path(cfg.out_dir) / f"{cfg.name}-s{cfg.seed}.log")
+    console.print(f"[bold]tutorkd generate[/]  {cfg.name}  method [green]{cfg.method}[/]  size {cfg.size}  "
+                  f"seed {cfg.seed}", highlight=False, soft_wrap=True)
+    try:
+        out = generate_dataset(cfg, on_status=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    console.print((out / "README.md").read_text(), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"dataset: [cyan]{out}[/]", soft_wrap=True)
 
 def main() -> None:
     """Console-script entry point."""

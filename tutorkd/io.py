@@ -13,6 +13,16 @@ from pydantic import BaseModel
 R = TypeVar("R", bound=BaseModel)
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+"""The process umask, read once at import (``os.umask`` can only be read by setting it)."""
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to a temp file in the same folder, fsync it, then rename it over ``path``."""
     path = Path(path)
@@ -23,6 +33,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        # Why: mkstemp makes the file private (0600); a run's files and reports should be as readable
+        # as any file the user writes (the umask decides), so that they can be shared.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         # Why: leave no stray temp file behind, then let the error propagate unchanged.

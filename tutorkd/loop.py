@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from tutorkd.environments.heldout import normalize
 from tutorkd.io import atomic_write_text, read_json, read_jsonl, write_json, write_jsonl
 from tutorkd.protocols import GenerationContext
 from tutorkd.schema import EnvState, Example, Feedback, Plan, Record, RoundEval
@@ -138,7 +139,9 @@ class TeachingLoop:
         out = round_dir(self.run_dir, k)
         t0 = time.perf_counter()
         generated = read_jsonl(out / "generated.jsonl", Example)
-        result = verify(generated, self.domain, self.heldout.questions, self._seen_questions(state))
+        # Why normalize: the verifier compares questions in ``heldout.normalize`` form (whitespace removed).
+        seen = {normalize(q) for q in self._seen_questions(state)}
+        result = verify(generated, self.domain, self.heldout.questions, seen)
         kept = self.env.admit(list(result.kept))
         write_jsonl(out / "rejected.jsonl", result.rejected)
         write_jsonl(out / "data.jsonl", kept)
@@ -224,14 +227,14 @@ class TeachingLoop:
 
     def run(self, resume: bool) -> LoopState:
         """Run to the end, or continue from the last checkpoint when ``resume`` is set."""
+        if resume:
+            self._remove_partial_writes()
         conn = sqlite3.connect(self.run_dir / "checkpoints.sqlite", check_same_thread=False)
         try:
             app = self.compile(conn)
             config = {"configurable": {"thread_id": self.run_id}, "recursion_limit": 10_000}
-            if resume:
-                snapshot = app.get_state(config)
-                if not snapshot.values:
-                    raise RuntimeError(f"{self.run_dir}: no checkpoint to resume from")
+            snapshot = app.get_state(config) if resume else None
+            if snapshot is not None and snapshot.values:
                 saved = LoopState.model_validate(snapshot.values)
                 if saved.env is not None:
                     self.env.restore(saved.env)
@@ -239,10 +242,23 @@ class TeachingLoop:
                     return saved
                 out = app.invoke(None, config, durability="sync")
             else:
+                # Why also on resume: a run killed while it was being set up (before the graph saved its
+                # first checkpoint) has nothing to continue, so it starts over; nothing was finished.
                 out = app.invoke(LoopState(env=self.env.state), config, durability="sync")
             return LoopState.model_validate(out)
         finally:
             conn.close()
+
+
+    def _remove_partial_writes(self) -> None:
+        """Delete what writes cut short by a kill left behind: temporary files and folders, never read
+        (the step that made them is redone), but a torn adapter of a real model can be large."""
+        for path in [*self.run_dir.glob(".*.tmp"), *self.run_dir.glob("rounds/r*/.*.tmp"),
+                     *self.run_dir.glob("rounds/r*/dataset.tmp"), *self.run_dir.glob("adapters/.tmp-*")]:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 class VerifyReport(Record):

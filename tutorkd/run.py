@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import yaml
 
@@ -14,6 +15,7 @@ from tutorkd.io import atomic_write_text, write_json
 from tutorkd.loop import LoopEvent, TeachingLoop
 
 CONFIG_FILE = "config.yaml"
+LOCK_FILE = ".lock"
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
@@ -61,6 +63,25 @@ def check_paths(cfg: RunConfig) -> None:
         raise ConfigError(f"teacher.llm.model: {llm.model} is not a local model folder (no config.json). "
                           "Fix: download it first, e.g. `huggingface-cli download <model id> --local-dir "
                           f"{llm.model}`, or set backend: openai and a server's model name")
+
+
+def lock_run(run_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on ``run_dir`` while the returned handle is open (the process lives).
+
+    Two processes working on one run directory would overwrite each other's rounds, so a second
+    ``--resume`` of a run that is still going is refused with ``ConfigError``. The kernel drops the
+    lock when the holder dies, however it dies, so a killed run can always be resumed.
+    """
+    import fcntl
+
+    handle = open(run_dir / LOCK_FILE, "a")  # held open until the process ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(f"{run_dir}: another tutorkd process is running this run; wait for it to end "
+                          "(or stop it), then resume") from None
+    return handle
 
 
 def save_config(cfg: RunConfig, run_dir: Path) -> None:

@@ -28,10 +28,13 @@ from tutorkd.agents.dataenvgym import (
 )
 from tutorkd.agents.policies import round_total, styled_items
 from tutorkd.config import TeacherLLMConfig
+from tutorkd.io import read_json
 from tutorkd.protocols import Backend, Completion, SamplingConfig
 from tutorkd.schema import Feedback, Plan, Record, TeacherUsage
 
 log = logging.getLogger(__name__)
+
+LOG_FILE = "llm_policy.json"
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -129,7 +132,7 @@ class ActionLog(Record):
     used: str
     """``llm``, or the fallback rule that replaced an invalid action."""
     invalid: dict[str, int]
-    """Invalid actions by reason over this policy's lifetime (since the process started)."""
+    """Invalid actions by reason over the run so far (``restore`` reloads them when a run resumes)."""
 
 
 class _Amount(Record):
@@ -187,7 +190,13 @@ class _LLMPolicy:
 
     def views(self) -> list[tuple[str, Record]]:
         """``llm_policy.json`` (the round's action log)."""
-        return [("llm_policy.json", self.log)] if self.log is not None else []
+        return [(LOG_FILE, self.log)] if self.log is not None else []
+
+    def restore(self, folder: Path) -> None:
+        """Reload the counts of invalid actions from the log saved in ``folder`` (none there: zero), so a
+        resumed run counts them as an uninterrupted one does."""
+        path = Path(folder) / LOG_FILE
+        self.invalid = Counter(read_json(path, ActionLog).invalid if path.exists() else {})
 
 
 class LLMSkillListPolicy(_LLMPolicy):
@@ -284,5 +293,6 @@ class LLMSkillTreePolicy(_LLMPolicy):
         return super().views() + self.tree.views()
 
     def restore(self, folder: Path) -> None:
-        """Restore the tree state saved in ``folder``."""
+        """Restore the counts of invalid actions and the tree state saved in ``folder``."""
+        super().restore(folder)
         self.tree.restore(folder)
