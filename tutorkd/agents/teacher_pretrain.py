@@ -11,7 +11,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import random
 import shutil
 import tempfile
@@ -130,61 +129,15 @@ def pretrain_teacher(cfg: TeacherLMConfig, domain: ArithmeticDomain, reserved: R
 
 
 def _train(recipe: TeacherRecipe, domain: ArithmeticDomain, reserved: Reserved, out: Path) -> float:
-    """Plain torch loop (AdamW, warmup then cosine); returns the mean loss of the last 50 steps."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from tutorkd.students.pretrain import MAX_LENGTH, _collate, torch_threads
+    """The student's pretraining loop (``train_char_lm``) on the teacher's varied example stream;
+    returns the mean loss of the last 50 steps."""
+    from tutorkd.students.pretrain import tiny_llama_config, train_char_lm
     from tutorkd.students.tokenizer import build_char_tokenizer
 
     cfg = recipe.config
     tokenizer = build_char_tokenizer(recipe.alphabet)
-    with torch_threads():
-        torch.manual_seed(cfg.pretrain_seed)
-        rng = random.Random(cfg.pretrain_seed)
-        model = LlamaForCausalLM(
-            LlamaConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=cfg.hidden_size,
-                intermediate_size=4 * cfg.hidden_size,
-                num_hidden_layers=cfg.layers,
-                num_attention_heads=cfg.heads,
-                num_key_value_heads=cfg.heads,
-                max_position_embeddings=MAX_LENGTH,
-                tie_word_embeddings=True,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-                attn_implementation="eager",
-            )
-        )
-        model.train()
-        optim = torch.optim.AdamW(
-            model.parameters(), lr=cfg.pretrain_lr, betas=(0.9, 0.95), weight_decay=0.01
-        )
-        warmup = max(1, cfg.pretrain_steps // 20)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(1, cfg.pretrain_steps - warmup)
-            return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(optim, factor)
-        losses: list[float] = []
-        for step in range(cfg.pretrain_steps):
-            pairs = [pretrain_example(domain, cfg, reserved, rng) for _ in range(cfg.pretrain_batch)]
-            loss = model(**_collate(pairs, tokenizer)).loss
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optim.step()
-            sched.step()
-            losses.append(loss.item())
-            if (step + 1) % 100 == 0:
-                log.info("teacher pretrain step %d/%d loss %.4f", step + 1, cfg.pretrain_steps, losses[-1])
-        model.eval()
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-    tail = losses[-50:]
-    return sum(tail) / len(tail)
+    return train_char_lm(tiny_llama_config(cfg.hidden_size, cfg.layers, cfg.heads, tokenizer), tokenizer,
+                         lambda rng: [pretrain_example(domain, cfg, reserved, rng)
+                                      for _ in range(cfg.pretrain_batch)],
+                         steps=cfg.pretrain_steps, lr=cfg.pretrain_lr, seed=cfg.pretrain_seed, out=out,
+                         title="pretraining tiny teacher LM")

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Collection, Container, Iterator, Mapping
+from collections.abc import Callable, Collection, Container, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,9 +37,10 @@ log = logging.getLogger(__name__)
 
 RECIPE_VERSION = 1
 """Bump when the training loop or data format changes, so stale cached bases are not reused."""
-TORCH_THREADS = int(os.environ.get("OMP_NUM_THREADS") or 2)
-"""Torch threads for training: 2 (this machine's cores), or ``OMP_NUM_THREADS`` where set, so that
-parallel jobs on a small machine can each take one core instead of fighting over two."""
+TORCH_THREADS = 2
+"""Torch threads for pretraining, fixed rather than taken from the machine or ``OMP_NUM_THREADS``:
+float sums depend on the thread count, and a cached base (keyed by its recipe) must have the same
+weights wherever it was built (measured: 1 and 2 threads give different weights)."""
 MAX_LENGTH = 128
 """Longest training sequence and the model's ``max_position_embeddings``."""
 
@@ -178,16 +179,23 @@ def _pretrain_into(
 
 
 def llama_config(recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
-    """The tiny Llama architecture of a recipe: intermediate size 4x hidden, tied embeddings."""
+    """The tiny Llama architecture of a recipe."""
+    return tiny_llama_config(recipe.hidden_size, recipe.layers, recipe.heads, tokenizer)
+
+
+def tiny_llama_config(hidden: int, layers: int, heads: int,
+                      tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
+    """A tiny Llama over ``tokenizer``: intermediate size 4x hidden, tied embeddings, ``MAX_LENGTH``
+    positions (the student's and the teacher LM's architecture)."""
     from transformers import LlamaConfig
 
     return LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=recipe.hidden_size,
-        intermediate_size=4 * recipe.hidden_size,
-        num_hidden_layers=recipe.layers,
-        num_attention_heads=recipe.heads,
-        num_key_value_heads=recipe.heads,
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
         max_position_embeddings=MAX_LENGTH,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
@@ -250,43 +258,55 @@ def torch_threads(n: int = TORCH_THREADS) -> Iterator[None]:
 
 def _train(recipe: PretrainRecipe, domain: Domain, exclude: Container[str], out: Path) -> float:
     """Train a fresh model into ``out`` (weights, tokenizer); return the mean loss of the last 50 steps."""
+    from tutorkd.students.tokenizer import build_char_tokenizer
+
+    tokenizer = build_char_tokenizer(recipe.alphabet)
+    return train_char_lm(llama_config(recipe, tokenizer), tokenizer,
+                         lambda rng: _batch_pairs(domain, recipe, exclude, rng), steps=recipe.steps,
+                         lr=recipe.lr, seed=recipe.seed, out=out, title="pretraining tiny student")
+
+
+def train_char_lm(config: LlamaConfig, tokenizer: PreTrainedTokenizerFast,
+                  next_batch: Callable[[random.Random], list[tuple[str, str]]], *, steps: int, lr: float,
+                  seed: int, out: Path, title: str) -> float:
+    """Train a fresh Llama of ``config`` from scratch on ``next_batch(rng)`` (prompt, completion) pairs,
+    loss on completions only, with a progress bar; save it and ``tokenizer`` into ``out``.
+
+    AdamW, linear warmup over the first 5 % of ``steps``, then cosine decay to a tenth of ``lr``; both
+    the model's init and the batches are seeded by ``seed``. Returns the mean loss of the last 50 steps.
+    """
     import math
 
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers import LlamaForCausalLM
 
-    from tutorkd.students.tokenizer import build_char_tokenizer
-
-    tokenizer = build_char_tokenizer(recipe.alphabet)
     with torch_threads():
-        torch.manual_seed(recipe.seed)
-        rng = random.Random(recipe.seed)
-        model = LlamaForCausalLM(llama_config(recipe, tokenizer))
+        torch.manual_seed(seed)
+        rng = random.Random(seed)
+        model = LlamaForCausalLM(config)
         model.train()
-        optim = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.95), weight_decay=0.01)
-        warmup = max(1, recipe.steps // 20)
+        optim = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+        warmup = max(1, steps // 20)
 
         def lr_factor(step: int) -> float:
-            # Linear warmup, then cosine decay to a tenth of the peak learning rate.
             if step < warmup:
                 return (step + 1) / warmup
-            progress = (step - warmup) / max(1, recipe.steps - warmup)
+            progress = (step - warmup) / max(1, steps - warmup)
             return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
 
         sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_factor)
         losses: list[float] = []
         columns = (
-            TextColumn("pretraining tiny student"),
+            TextColumn(title),
             BarColumn(),
             TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.3f}"),
             TimeRemainingColumn(),
         )
         with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("pretrain", total=recipe.steps, loss=float("nan"))
-            for step in range(recipe.steps):
-                batch = _collate(_batch_pairs(domain, recipe, exclude, rng), tokenizer)
-                loss = model(**batch).loss
+            task = progress.add_task("pretrain", total=steps, loss=float("nan"))
+            for step in range(steps):
+                loss = model(**_collate(next_batch(rng), tokenizer)).loss
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -295,7 +315,7 @@ def _train(recipe: PretrainRecipe, domain: Domain, exclude: Container[str], out:
                 losses.append(loss.item())
                 progress.update(task, advance=1, loss=losses[-1])
                 if (step + 1) % 100 == 0:
-                    log.info("pretrain step %d/%d loss %.4f", step + 1, recipe.steps, losses[-1])
+                    log.info("%s: step %d/%d loss %.4f", title, step + 1, steps, losses[-1])
         model.eval()
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
