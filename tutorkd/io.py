@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -62,3 +64,21 @@ def read_jsonl(path: str | Path, model: type[R]) -> list[R]:
     """Read records written by ``write_jsonl``."""
     with open(path) as f:
         return [model.model_validate_json(line) for line in f if line.strip()]
+
+
+@contextlib.contextmanager
+def staging_dir(out_dir: Path, what: str) -> Iterator[Path]:
+    """A fresh temporary folder beside ``out_dir`` for building a model folder, removed on exit.
+
+    The body renames its finished result into ``out_dir``, so ``out_dir`` exists only complete (a
+    killed run leaves a ``.tmp-*`` folder, never a half-saved model). ``out_dir`` must not exist yet:
+    ``what`` names it in the error (e.g. ``adapter``).
+    """
+    if out_dir.exists():
+        raise FileExistsError(f"{what} folder {out_dir} already exists; give each {what} a new folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".tmp-{out_dir.name}-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -7,14 +7,13 @@ same folder; on GPUs the same call takes any Hugging Face causal LM folder.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tutorkd.generate_config import AlignConfig
+from tutorkd.io import staging_dir
 from tutorkd.schema import Record
 
 if TYPE_CHECKING:
@@ -50,15 +49,10 @@ def align_teacher(
 
     from tutorkd.students.pretrain import MAX_LENGTH, torch_threads
 
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        raise FileExistsError(f"aligned teacher folder {out_dir} already exists; give it a new folder")
     if not pairs:
         raise ValueError("no preference pairs: the student preferred no draft over another")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".tmp-{out_dir.name}-"))
     started = time.monotonic()
-    try:
+    with staging_dir(Path(out_dir), "aligned teacher") as tmp:
         with torch_threads():
             tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
             model = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32)
@@ -100,8 +94,6 @@ def align_teacher(
             trainer.model.save_pretrained(tmp / "model")
             tokenizer.save_pretrained(tmp / "model")
         (tmp / "model").rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logs = [h for h in trainer.state.log_history if "loss" in h and "rewards/margins" in h]
 
     def series(key: str) -> tuple[float, ...]:

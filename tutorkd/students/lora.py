@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from tutorkd.config import HFStudentConfig, TinyStudentConfig
+from tutorkd.io import staging_dir
 from tutorkd.schema import TrainStats
 from tutorkd.students.pretrain import MAX_LENGTH, torch_threads
 
@@ -47,15 +46,10 @@ def train_lora(
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        raise FileExistsError(f"adapter folder {out_dir} already exists; give each adapter a new folder")
     if not pairs:
         raise ValueError("no training pairs; a LoRA needs at least one (prompt, completion)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".tmp-{out_dir.name}-"))
     started = time.monotonic()
-    try:
+    with staging_dir(Path(out_dir), "adapter") as tmp:
         with torch_threads():
             # Why seed here: PEFT draws the fresh adapter's initial weights before the trainer seeds.
             set_seed(seed)
@@ -109,8 +103,6 @@ def train_lora(
             trainer.model.save_pretrained(tmp / "adapter")
         _check_servable(tmp / "adapter")
         (tmp / "adapter").rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     losses = tuple(float(h["loss"]) for h in trainer.state.log_history if "loss" in h)
     stats = TrainStats(
         examples=len(pairs),
