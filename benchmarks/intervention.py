@@ -7,8 +7,10 @@ with the model's personalized choice of style, and with a deliberately wrong exp
 (``benchmarks/results/intervention.json`` and ``intervention_*.png``):
 
 - accuracy versus budget B for every strategy (full-rationale explanations) and its area;
-- personalized (the model picks the style per item) versus unpersonalized (first step only, the
-  paper's GSM8k protocol) explanations, and the fixed styles, at equal budget (EU order);
+- personalized (the model picks the style per item) versus unpersonalized (one style for every item:
+  first step only, the paper's GSM8k protocol; up to the error step; the full rationale) explanations,
+  at an equal number of items explained (EU order) and at an equal length of explanation
+  (``tutorkd.agents.explanation_budget``: a knapsack over item and style against one style in EU order);
 - the misaligned teacher: lowest expected utility first, with wrong explanations;
 - calibration of the learned model on the test items; and a multi-turn run: 2 rounds of the ``tom``
   policy (EU-chosen explained items as training data) against the same number of random unexplained
@@ -54,6 +56,7 @@ def gold_probability(scorer, domain, problems, explanations, attempts) -> np.nda
 def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> dict:
     """Every strategy's and explanation condition's budget curve, and the model's calibration."""
     from tutorkd.agents.calibration import calibration
+    from tutorkd.agents.explanation_budget import cost_curves
     from tutorkd.agents.interventions import (
         STRATEGIES,
         ItemSignals,
@@ -92,6 +95,10 @@ def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> d
     curves["misaligned"] = curve(strategy_scores("misaligned", signals), ok["wrong"])
     curves["random_wrong"] = curve(np.zeros(len(test)), ok["wrong"])
     personal = {c: curve(post_pred[c] - pre_pred, ok[c]) for c in CONDITIONS}
+    styles = CONDITIONS[:3]
+    length = {c: np.array([len(e) for e in explanations[c]], dtype=float) for c in styles}
+    by_length, mixes = cost_curves({c: post_pred[c] - pre_pred for c in styles}, length,
+                                   pre_ok, {c: ok[c] for c in styles}, BUDGETS)
     return {
         "n_test": len(test), "n_practice_answers": len(alone) * 4, "accuracy_alone": float(np.mean(pre_ok)),
         "accuracy_explained": {n: float(np.mean(ok[n])) for n in names},
@@ -99,6 +106,9 @@ def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> d
         "personalization_curves": personal,
         "personalization_area": {c: curve_area(BUDGETS, v) for c, v in personal.items()},
         "personalized_is_full_rationale": sum(e == p.rationale for e, p in pairs),
+        "length_budget_curves": by_length, "length_budget_styles": mixes,
+        "length_budget_area": {c: curve_area(BUDGETS, v) for c, v in by_length.items()},
+        "mean_length": {c: float(length[c].mean()) for c in styles},
         "calibration": {"pre": calibration(pre_pred, pre_ok).model_dump(),
                         "post_full": calibration(post_pred["full"], ok["full"]).model_dump()},
         "model": model.state().model_dump(),
@@ -160,11 +170,15 @@ def summarize(seeds: list[dict]) -> dict:
     areas = [s["area"] for s in st]
     gap = [(a["expected_utility"] - a["random"]) / (a["true_utility"] - a["random"]) for a in areas]
     parea = {k: med([s["personalization_area"][k] for s in st]) for k in CONDITIONS}
+    larea = {k: med([s["length_budget_area"][k] for s in st]) for k in st[0]["length_budget_area"]}
+    lmargin = [s["length_budget_area"]["personalized"] - max(v for k, v in s["length_budget_area"].items()
+                                                           if k != "personalized") for s in st]
     turns = [s["multi_turn"] for s in seeds if "multi_turn" in s]
     multi = {c: [med(round_) for round_ in zip(*(t[c]["accuracy_by_round"] for t in turns), strict=True)]
              for c in (turns[0] if turns else {})}
     return {
         "median_curves": curves, "median_area": area, "median_personalization_area": parea,
+        "median_length_budget_area": larea,
         "median_multi_turn_accuracy_by_round": multi,
         "median_calibration": {k: {m: med([s["calibration"][k][m] for s in st]) for m in ("auc", "brier")}
                                for k in ("pre", "post_full")},
@@ -173,7 +187,10 @@ def summarize(seeds: list[dict]) -> dict:
             "eu_beats_random_at_0.4": curves["expected_utility"][2] > curves["random"][2],
             "gap_closed_per_seed": gap, "gap_closed_median": med(gap),
             "eu_closes_half_the_gap": med(gap) >= 0.5,
-            "personalized_beats_unpersonalized": parea["personalized"] > parea["first"],
+            "personalized_beats_every_style_at_equal_items": parea["personalized"] > max(
+                parea[c] for c in CONDITIONS[:3]),
+            "personalized_margin_at_equal_length_per_seed": lmargin,
+            "personalized_beats_every_style_at_equal_length": med(lmargin) > 0,
             "misaligned_lowers_accuracy": all(a < curves["misaligned"][0] for a in curves["misaligned"][1:]),
             "tom_training_beats_random_explained": bool(multi) and multi["tom_explained"][-1] > multi[
                 "random_explained"][-1],
@@ -189,15 +206,23 @@ def plot(result: dict) -> None:
     import matplotlib.pyplot as plt
 
     summary = result["summary"]
-    for name, curves in (("budget", summary["median_curves"]), ("personalization", {
-            c: [statistics.median(s["single_turn"]["personalization_curves"][c][j] for s in result["seeds"])
-                for j in range(len(BUDGETS))] for c in CONDITIONS})):
+    def median_curves(key: str) -> dict[str, list[float]]:
+        first = result["seeds"][0]["single_turn"][key]
+        return {c: [statistics.median(s["single_turn"][key][c][j] for s in result["seeds"])
+                    for j in range(len(BUDGETS))] for c in first}
+
+    titles = {"budget": "interventions by strategy", "personalization": "EU order, explanation conditions",
+              "personalization_length": "equal explanation length: personalized vs one style"}
+    for name, curves in (("budget", summary["median_curves"]),
+                         ("personalization", median_curves("personalization_curves")),
+                         ("personalization_length", median_curves("length_budget_curves"))):
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for label, ys in curves.items():
             dashed = label in ("true_utility", "oracle")
             ax.plot(BUDGETS, ys, marker="o", label=label, linestyle="--" if dashed else "-")
-        ax.set(xlabel="budget B (share of items explained)", ylabel="student accuracy (median over seeds)",
-               title="interventions by strategy" if name == "budget" else "EU order, explanation conditions")
+        xlabel = ("budget (share of the length of full rationales for every item)"
+                  if name == "personalization_length" else "budget B (share of items explained)")
+        ax.set(xlabel=xlabel, ylabel="student accuracy (median over seeds)", title=titles[name])
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(RESULTS / f"intervention_{name}.png", dpi=120)
@@ -286,7 +311,11 @@ def main() -> None:
             "teacher_confidence": "the procedural teacher is always right (confidence 1): random order",
             "true_utility": "real student's P(gold) with the full rationale minus without, each after its "
                             "own reasoning up to A: (forced scoring with transformers)",
-            "oracle": "budget-capped: explain first where the explanation turns wrong into right"},
+            "oracle": "budget-capped: explain first where the explanation turns wrong into right",
+            "length_budget": "budget = share of the characters full rationales for every test item take; "
+                             "one style: items in descending predicted gain of that style, each if it "
+                             "fits; personalized: greedy multiple-choice knapsack over (item, style) on "
+                             "the learned model's predicted gain per character"},
         "seeds": seeds, "summary": summarize(seeds), "seconds": round(time.perf_counter() - started, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,10 @@ def run_once(mode: str, seed: int, test_per_skill: int, root: Path) -> dict:
     run_dir = new_run_dir(cfg)
     save_config(cfg, run_dir)
     t0 = time.perf_counter()
-    loop = build_loop(cfg, run_dir, on_event=lambda e: print(f"  [{mode} s{seed}] r{e.round} {e.node}: {e.message}"))
+    def show(e) -> None:
+        print(f"  [{mode} s{seed}] r{e.round} {e.node}: {e.message}")
+
+    loop = build_loop(cfg, run_dir, on_event=show)
     build_s = time.perf_counter() - t0
     loop.run(resume=False)
     wall = time.perf_counter() - t0
@@ -71,7 +74,8 @@ def shares(runs: list[dict]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--test-per-skill", type=int, default=500)
     args = parser.parse_args()
@@ -89,7 +93,8 @@ def main() -> None:
             "phase_share": shares(rs)}
         for m, rs in by_mode.items()
     }
-    summary["restart_over_resident"] = round(summary["restart"]["median_wall_s"] / summary["resident"]["median_wall_s"], 3)
+    summary["restart_over_resident"] = round(
+        summary["restart"]["median_wall_s"] / summary["resident"]["median_wall_s"], 3)
     result = {
         "benchmark": "loop_overhead",
         "date": time.strftime("%Y-%m-%d"),

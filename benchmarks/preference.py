@@ -264,7 +264,9 @@ def main() -> None:
     from tutorkd.students.tiny import TinyStudent
 
     started = time.perf_counter()
-    domain, env, student_cfg = ArithmeticDomain(), ArithmeticEnvConfig(), TinyStudentConfig()
+    # Why epochs=2: the committed preference.json was measured with the student's earlier default (2 epochs
+    # per round); pinned so that the script reproduces it. The base (pretraining) does not depend on it.
+    domain, env, student_cfg = ArithmeticDomain(), ArithmeticEnvConfig(), TinyStudentConfig(epochs=2)
     heldout = HeldOut.build(domain, env.test_per_skill, env.val_per_skill, env.split_seed)
     base = pretrain_base(student_cfg, domain, domain.default_pretrain_mix, exclude=heldout.reserved)
     teacher_dir = pretrain_teacher(TeacherLMConfig(), domain, heldout.reserved)

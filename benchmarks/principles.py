@@ -112,21 +112,25 @@ def summarize(runs: list[dict], args: argparse.Namespace) -> dict:
             if targeted_counts else None,
         }
     # Weak skills: the base student's test accuracy below 0.3 (round 0 is the same base for every run).
+    # Strong skills (base >= 0.6) are reported too, so that forgetting cannot hide behind a weak-skill gain.
     base_skills = runs[0]["rounds"][0]["test_per_skill"]
     weak = [s for s, a in base_skills.items() if a < 0.3]
+    strong = [s for s, a in base_skills.items() if a >= 0.6]
 
-    def weak_acc(rnd: dict) -> float:
-        return statistics.mean(rnd["test_per_skill"][s] for s in weak)
+    def mean_acc(rnd: dict, skills: list[str] = weak) -> float:
+        """Mean test accuracy over ``skills`` (the weak ones unless told)."""
+        return statistics.mean(rnd["test_per_skill"][s] for s in skills)
 
     for teacher in out:
         rs = [r for r in runs if r["teacher"] == teacher]
-        out[teacher]["weak_accuracy_by_round_median"] = [
-            round(statistics.median(weak_acc(r["rounds"][k]) for r in rs), 4)
-            for k in range(len(rs[0]["rounds"]))]
+        for name, skills in (("weak", weak), ("strong", strong)):
+            out[teacher][f"{name}_accuracy_by_round_median"] = [
+                round(statistics.median(mean_acc(r["rounds"][k], skills) for r in rs), 4)
+                for k in range(len(rs[0]["rounds"]))]
     if "open-ended" in out:
-        ref = {r["seed"]: weak_acc(r["rounds"][-1]) for r in runs if r["teacher"] == "open-ended"}
+        ref = {r["seed"]: mean_acc(r["rounds"][-1]) for r in runs if r["teacher"] == "open-ended"}
         for teacher in out:
-            diffs = [weak_acc(r["rounds"][-1]) - ref[r["seed"]] for r in runs if r["teacher"] == teacher]
+            diffs = [mean_acc(r["rounds"][-1]) - ref[r["seed"]] for r in runs if r["teacher"] == teacher]
             out[teacher]["weak_minus_open_ended_per_seed"] = [round(d, 4) for d in diffs]
             out[teacher]["weak_minus_open_ended_median"] = round(statistics.median(diffs), 4)
     if "uniform" in out:
@@ -135,7 +139,7 @@ def summarize(runs: list[dict], args: argparse.Namespace) -> dict:
             diffs = [r["rounds"][-1]["test_accuracy"] - base[r["seed"]]
                      for r in runs if r["teacher"] == teacher]
             out[teacher]["minus_uniform_per_seed"] = [round(d, 4) for d in diffs]
-    return {"targeted_bugs": targeted, "weak_skills": weak, "teachers": out}
+    return {"targeted_bugs": targeted, "weak_skills": weak, "strong_skills": strong, "teachers": out}
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -11,10 +11,12 @@ accuracy on
 - everything (pooled over problems),
 
 and per run the examples needed to bring the weak skills to ``--target`` (linear interpolation between
-rounds; ``null`` when never reached). ``--target auto`` (the default) is 80 % of the way from the base
-student's weak-skill accuracy to the best teacher's median final one, so the best teacher reaches it on
-at least half the seeds. Over seeds: median, min and max. Writes
-``benchmarks/results/teaching_efficiency.json`` and ``.png``.
+rounds; ``null`` when never reached), the share of its training examples that were weak-skill problems
+(skill classified from each question), and the weak-skill examples it needed to reach the target: how
+much of a teacher's edge is *more* weak-skill data and how much is *better* weak-skill data.
+``--target auto`` (the default) is 80 % of the way from the base student's weak-skill accuracy to the
+best teacher's median final one, so the best teacher reaches it on at least half the seeds. Over
+seeds: median, min and max. Writes ``benchmarks/results/teaching_efficiency.json`` and ``.png``.
 
     .venv/bin/python benchmarks/teaching_efficiency.py [--seeds 0 1 2] [--backend transformers]
         [--test-per-skill 200] [--rounds 3] [--budget 3000] [--teachers stat-sel uniform]
@@ -24,6 +26,7 @@ at least half the seeds. Over seeds: median, min and max. Writes
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -31,6 +34,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,15 +83,22 @@ def run_once(args: argparse.Namespace, teacher: str, seed: int, root: Path) -> d
 
 def summarize_run(run_dir: Path, teacher: str, seed: int, wall_s: float | None) -> dict:
     """A finished run's per-round examples and per-skill test accuracy."""
+    from tutorkd.environments.arithmetic import ArithmeticDomain
     from tutorkd.io import read_json
     from tutorkd.loop import VerifyReport, round_dir
     from tutorkd.plots import load_round_evals
 
+    domain = ArithmeticDomain()
     rounds, used = [], 0
     for k, evaluation in enumerate(load_round_evals(run_dir)):
+        per_skill: Counter[str] = Counter()
         if k:
             used += read_json(round_dir(run_dir, k) / "verify.json", VerifyReport).admitted
-        rounds.append({"round": k, "examples": used, "test_accuracy": evaluation.test.accuracy,
+            # Why classify: open-ended teachers' examples carry no skill label; the question has one.
+            with (round_dir(run_dir, k) / "data.jsonl").open() as f:
+                per_skill.update(domain.classify(json.loads(line)["problem"]["question"]) for line in f)
+        rounds.append({"round": k, "examples": used, "examples_per_skill": dict(sorted(per_skill.items())),
+                       "test_accuracy": evaluation.test.accuracy,
                        "test_per_skill": evaluation.test.skill_accuracy()})
     return {"teacher": teacher, "seed": seed, "wall_s": wall_s, "run_dir": str(run_dir), "rounds": rounds}
 
@@ -136,11 +147,18 @@ def summarise(runs: list[dict], weak: list[str], strong: list[str], target_arg: 
         for r in mine:
             r["examples_to_target"] = examples_to(target, [(x["examples"], x["weak_accuracy"])
                                                            for x in r["rounds"]])
+            weak_seen = [sum(n for x in r["rounds"][1:k + 1] for s, n in x["examples_per_skill"].items()
+                             if s in weak) for k in range(len(r["rounds"]))]
+            r["weak_share_of_examples"] = weak_seen[-1] / r["rounds"][-1]["examples"]
+            points = [(w, x["weak_accuracy"]) for w, x in zip(weak_seen, r["rounds"], strict=True)]
+            r["weak_examples_to_target"] = examples_to(target, points)
         rounds = [{"round": k, "examples": spread([r["rounds"][k]["examples"] for r in mine]),
                    **{m: spread([r["rounds"][k][m] for r in mine])
                       for m in ("weak_accuracy", "strong_accuracy", "test_accuracy")}}
                   for k in range(len(mine[0]["rounds"]))]
         out["teachers"][t] = {"examples_to_target": spread([r["examples_to_target"] for r in mine]),
+                              "weak_share_of_examples": spread([r["weak_share_of_examples"] for r in mine]),
+                              "weak_examples_to_target": spread([r["weak_examples_to_target"] for r in mine]),
                               "reached": sum(r["examples_to_target"] is not None for r in mine),
                               "seeds": len(mine), "rounds": rounds}
     return out
@@ -208,6 +226,14 @@ def main() -> None:
                 raise SystemExit(f"no base skill is below --weak-below {args.weak_below}: {base}")
     strong = [s for s, a in base.items() if a >= args.strong_above]
     summary = summarise(runs, weak, strong, args.target)
+    # Why a second target: the auto one follows the best teacher and may lie beyond what uniform reaches
+    # within the budget, which leaves uniform's count undefined; at uniform's own median final weak-skill
+    # accuracy every teacher's count compares with a defined uniform one.
+    at_uniform = None
+    if "uniform" in summary["teachers"]:
+        level = summary["teachers"]["uniform"]["rounds"][-1]["weak_accuracy"]["median"]
+        at_uniform = summarise(copy.deepcopy(runs), weak, strong, repr(level))
+        at_uniform["target_rule"] = "uniform's median final weak-skill accuracy"
     result = {
         "benchmark": "teaching_efficiency",
         "date": time.strftime("%Y-%m-%d"),
@@ -216,6 +242,7 @@ def main() -> None:
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "base_test_per_skill": base, "weak_skills": weak, "strong_skills": strong,
         "summary": summary,
+        "summary_at_uniform_final": at_uniform,
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

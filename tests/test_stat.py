@@ -17,6 +17,7 @@ from tutorkd.agents.stat import (
     Solution,
     StatPolicy,
     SynthesisEngine,
+    SynthesisStats,
     agreeing,
 )
 from tutorkd.agents.teacher import build_teacher
@@ -26,7 +27,7 @@ from tutorkd.environments.heldout import HeldOut
 from tutorkd.io import read_json, write_json
 from tutorkd.loop import LoopState, TeachingLoop, round_dir
 from tutorkd.protocols import GenerationContext
-from tutorkd.schema import Plan, PlanItem, Problem, StructureLevel
+from tutorkd.schema import EnvState, Plan, PlanItem, Problem, StructureLevel, StudentVersion
 from tutorkd.verify import verify
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +69,19 @@ def test_stat_asks_per_missing_skill_in_proportion_to_the_profile(
     assert {i.skill_id: i.count for i in plan.items} == expected
     ((name, profile),) = policy.views()
     assert name == "skill_profile.json" and isinstance(profile, SkillProfile)
+
+
+def test_stat_replays_every_skill_and_gives_the_rest_by_the_profile() -> None:
+    # 100 examples, share 0.18: 18 replayed (2 per leaf), 82 split 20:16:10 -> 36 / 28 / 18 (rounded).
+    policy = StatPolicy(EnvironmentLabels(), LEAVES, 100, "rationale", replay_share=0.18)
+    plan = policy.plan(feedback(DOMAIN, WEAK))
+    counts = {i.skill_id: i.count for i in plan.items}
+    assert plan.total == 100 and set(counts) == set(LEAVES)
+    assert (counts["mul.by_digit"], counts["add.carry"], counts["sub.borrow"]) == (2 + 36, 2 + 28, 2 + 18)
+    assert all(counts[s] == 2 for s in LEAVES if s not in WEAK)
+    assert "18 replayed evenly over 9 skills" in plan.reasoning
+    with pytest.raises(ValueError, match="replay_share 1.5"):
+        StatPolicy(EnvironmentLabels(), LEAVES, 100, "rationale", replay_share=1.5)
 
 
 def test_stat_with_no_errors_falls_back_to_uniform_and_respects_the_budget() -> None:
@@ -194,8 +208,19 @@ def test_the_stat_specs_build_teachers_whose_plan_node_saves_the_profile(tmp_pat
     plan = read_json(round_dir(tmp_path, 1) / "plan.json", Plan)
     examples = teacher.generate(plan, CONTEXT)
     by_skill = Counter(ex.provenance.skill_id for ex in examples)
-    assert by_skill == {"mul.by_digit": 26, "add.carry": 21, "sub.borrow": 13}
+    # 12 of 60 replayed over the 9 leaves (the first three get 2), 48 by the profile 20:16:10.
+    assert by_skill == {"mul.by_digit": 21 + 1, "add.carry": 17 + 2, "sub.borrow": 10 + 1, "add.no_carry": 2,
+                        "sub.no_borrow": 2, "cmp.lead": 1, "cmp.same_lead": 1, "multi.add_sub": 1,
+                        "multi.add_add": 1}
     assert len(verify(examples, DOMAIN, HELDOUT.questions).kept) == 60
+    base = EnvState(round=0, budget_used=0, student=StudentVersion(name="base", round=0))
+    loop._generate(LoopState(round=0, env=base))
+    saved = round_dir(tmp_path, 1) / "synthesis.json"
+    if spec == "stat-syn.yaml":  # the filter counts of the round, saved beside its data
+        assert read_json(saved, SynthesisStats) == SynthesisStats(proposed=60, inconsistent=0, unverified=0,
+                                                                  kept=60)
+    else:
+        assert not saved.exists()
 
 
 def test_stat_with_open_ended_feedback_fails_at_plan_time(tmp_path: Path) -> None:

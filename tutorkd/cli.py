@@ -79,16 +79,34 @@ def resolve_config(config: Path | None, env: Path | None, teacher: Path | None, 
         raise ConfigError(format_validation_error(str(config or "command line"), exc)) from None
 
 
+# The options of ``teach``, as aliases so that each help text fits on its own lines.
+ConfigArg = Annotated[Path | None, typer.Argument(
+    help="Run config YAML (environment, teacher, student, backend, seed). Omit for the embedded default: "
+         "the arithmetic skill tree, a uniform teacher, the tiny student on vLLM.")]
+EnvOpt = Annotated[Path | None, typer.Option(
+    "--env", help="Environment spec, e.g. environments/arithmetic-tree.yaml.")]
+TeacherOpt = Annotated[Path | None, typer.Option(
+    "--teacher", help="Teacher spec, e.g. agents/open-ended.yaml.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Run seed (data generation and training).")]
+RoundsOpt = Annotated[int | None, typer.Option(
+    help="Teaching rounds (each: plan, generate, verify, train, evaluate).")]
+BackendOpt = Annotated[Literal["vllm", "transformers"] | None, typer.Option(
+    help="Engine serving the student versions.")]
+RunsRootOpt = Annotated[Path | None, typer.Option(help="Folder for new run directories (default: runs/).")]
+ResumeOpt = Annotated[Path | None, typer.Option(
+    help="Continue an interrupted run from its last finished step.")]
+
+
 @app.command()
 def teach(
-    config: Annotated[Path | None, typer.Argument(help="Run config YAML (environment, teacher, student, backend, seed). Omit for the embedded default: the arithmetic skill tree, a uniform teacher, the tiny student on vLLM.")] = None,
-    env: Annotated[Path | None, typer.Option("--env", help="Environment spec, e.g. environments/arithmetic-tree.yaml.")] = None,
-    teacher: Annotated[Path | None, typer.Option("--teacher", help="Teacher spec, e.g. agents/open-ended.yaml.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Run seed (data generation and training).")] = None,
-    rounds: Annotated[int | None, typer.Option(help="Teaching rounds (each: plan, generate, verify, train, evaluate).")] = None,
-    backend: Annotated[Literal["vllm", "transformers"] | None, typer.Option(help="Engine serving the student versions.")] = None,
-    runs_root: Annotated[Path | None, typer.Option(help="Folder for new run directories (default: runs/).")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run from its last finished step.")] = None,
+    config: ConfigArg = None,
+    env: EnvOpt = None,
+    teacher: TeacherOpt = None,
+    seed: SeedOpt = None,
+    rounds: RoundsOpt = None,
+    backend: BackendOpt = None,
+    runs_root: RunsRootOpt = None,
+    resume: ResumeOpt = None,
 ) -> None:
     """Teach a student for a few rounds and show its per-skill accuracy before and after.
 
@@ -105,8 +123,8 @@ def teach(
                 asked = resolve_config(config, env, teacher, {"seed": seed, "environment.rounds": rounds,
                                                               "backend.kind": backend})
                 if asked != saved:
-                    _fail(f"--resume {resume}: the given config differs from the one the run was started with; "
-                          "resume with no other options, or start a new run")
+                    _fail(f"--resume {resume}: the given config differs from the one the run was started "
+                          "with; resume with no other options, or start a new run")
             cfg, run_dir = saved, resume
             check_paths(cfg)
         else:
@@ -123,7 +141,8 @@ def teach(
 
     console.print(f"[bold]tutorkd teach[/]  run [cyan]{run_dir}[/]  teacher [green]{cfg.teacher.name}[/]  "
                   f"level {cfg.environment.level.value}  rounds {cfg.environment.rounds}  "
-                  f"budget {cfg.environment.budget}  backend {cfg.backend.kind}", highlight=False, soft_wrap=True)
+                  f"budget {cfg.environment.budget}  backend {cfg.backend.kind}",
+                  highlight=False, soft_wrap=True)
     from tutorkd.progress import EventPrinter
 
     setup_logging(run_dir / "run.log")
@@ -198,9 +217,11 @@ def before_after_table(run_dir: Path) -> Table:
         a = after[s.skill_id]
         delta = a.accuracy - s.accuracy
         colour = "green" if delta > 0.02 else "red" if delta < -0.02 else "white"
-        table.add_row(s.skill_id, str(s.n), f"{s.accuracy:.3f}", f"{a.accuracy:.3f}", f"[{colour}]{delta:+.3f}[/]")
+        table.add_row(s.skill_id, str(s.n), f"{s.accuracy:.3f}", f"{a.accuracy:.3f}",
+                      f"[{colour}]{delta:+.3f}[/]")
     delta = last.accuracy - first.accuracy
-    table.add_row("[bold]overall", str(first.n), f"{first.accuracy:.3f}", f"{last.accuracy:.3f}", f"[bold]{delta:+.3f}")
+    table.add_row("[bold]overall", str(first.n), f"{first.accuracy:.3f}", f"{last.accuracy:.3f}",
+                  f"[bold]{delta:+.3f}")
     return table
 
 

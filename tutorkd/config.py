@@ -39,7 +39,8 @@ def _load_if_path(value: object) -> object:
     if isinstance(value, str):
         path = Path(value)
         if not path.is_file():
-            raise ValueError(f"spec file {value!r} does not exist; give an existing YAML path or an inline mapping")
+            raise ValueError(f"spec file {value!r} does not exist; "
+                             "give an existing YAML path or an inline mapping")
         return read_yaml(path)
     return value
 
@@ -66,7 +67,8 @@ class ArithmeticEnvConfig(Config):
 
     kind: Literal["arithmetic"] = "arithmetic"
     level: StructureLevel = StructureLevel.SKILL_TREE
-    """What the teacher sees: ``open_ended`` (errors), ``skill_list`` (+ per-skill accuracy), ``skill_tree``."""
+    """What the teacher sees: ``open_ended`` (errors), ``skill_list`` (+ per-skill accuracy),
+    ``skill_tree`` (+ the hierarchy)."""
     test_per_skill: int = Field(500, ge=10)
     """Held-out test problems per skill (clamped to a third of a small skill's problem space)."""
     val_per_skill: int = Field(100, ge=10)
@@ -148,6 +150,11 @@ class StatConfig(Config):
     k: int | None = Field(None, ge=1)
     """Problems per missing-skill occurrence (STAT's k; 5 in the paper), capped by the round's examples.
     ``None`` scales the profile to fill the round, as the paper's subsampling to a fixed size does."""
+    replay_share: float = Field(0.2, ge=0.0, le=1.0)
+    """Share of each round spread evenly over all skills; the rest follows the profile. Not in the paper
+    (its student fine-tunes once from the base); here the student keeps training across rounds, and a
+    profile that gives mastered skills nothing made it forget them (measured, 3 rounds x 1000 examples,
+    6 epochs: strong skills 0.978 -> 0.926 for STAT-Sel without replay; sub.no_borrow fell the most)."""
     labeler: Literal["environment", "llm"] = "environment"
     """Who names the skills a difficult question was missing: the environment's labels (needs
     ``skill_list`` or ``skill_tree`` feedback) or the teacher LLM with STAT's prompt (``llm`` block)."""
@@ -290,10 +297,12 @@ class TeacherConfig(Config):
         if users and self.llm is None:
             raise ValueError(f"{', '.join(users)} needs a teacher LLM: add an llm block with model: <folder>")
         if self.skills.explore_amount > self.skills.max_allocation:
-            raise ValueError(f"skills.explore_amount {self.skills.explore_amount} exceeds skills.max_allocation "
+            raise ValueError(f"skills.explore_amount {self.skills.explore_amount} exceeds "
+                             "skills.max_allocation "
                              f"{self.skills.max_allocation}")
         if self.stat.min_agree > self.stat.solutions:
-            raise ValueError(f"stat.min_agree {self.stat.min_agree} exceeds stat.solutions {self.stat.solutions}")
+            raise ValueError(f"stat.min_agree {self.stat.min_agree} exceeds "
+                             f"stat.solutions {self.stat.solutions}")
         if self.policy == "tpd" and self.tpd.variant == "bugs" and self.engine != "discriminating":
             raise ValueError("policy tpd with tpd.variant bugs needs engine: discriminating (it draws the "
                              "problems that expose each bug)")
@@ -325,7 +334,10 @@ class TinyStudentConfig(Config):
     lora_rank: Literal[8, 16, 32, 64] = 16
     lora_alpha: int = 32
     learning_rate: float = 2e-3
-    epochs: int = Field(2, ge=1)
+    epochs: int = Field(6, ge=1)
+    """Passes over each round's examples. Why 6, not 2: with 2 (32 LoRA steps a round) no teacher moved
+    the weak skills much (0.035 -> 0.07 after 3 rounds); with 6 uniform data reaches 0.16 and the overall
+    accuracy 0.627 vs 0.574, strong skills kept, for about 40 s more per 3-round run on 2 cores."""
     batch_size: int = 64
 
 
@@ -457,7 +469,8 @@ def load_config(model: type[Config] | TypeAdapter, path: str | Path) -> Config:
     becomes a ``ConfigError`` naming the field and fix."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such file; pass the path of a YAML spec (see environments/ and agents/)")
+        raise ConfigError(f"{path}: no such file; pass the path of a YAML spec "
+                          "(see environments/ and agents/)")
     data = read_yaml(path)
     if data is None:
         data = {}

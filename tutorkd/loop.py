@@ -11,6 +11,7 @@ redo a step (all randomness is derived from the run seed and the round).
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import sqlite3
@@ -100,8 +101,8 @@ class TeachingLoop:
         feedback = self.env.feedback(evaluation)
         write_json(out / "feedback.json", feedback)
         self._write_metrics()
-        self.on_event(LoopEvent(node="evaluate", round=k, seconds=time.perf_counter() - t0,
-                                message=f"val {evaluation.val.accuracy:.3f}  test {evaluation.test.accuracy:.3f}"))
+        scores = f"val {evaluation.val.accuracy:.3f}  test {evaluation.test.accuracy:.3f}"
+        self.on_event(LoopEvent(node="evaluate", round=k, seconds=time.perf_counter() - t0, message=scores))
         return {"done": feedback.done, "env": self.env.state}
 
     def _plan(self, state: LoopState) -> dict:
@@ -129,6 +130,10 @@ class TeachingLoop:
         context = GenerationContext(run_id=self.run_id, round=k, teacher=self.teacher.name, seed=self.seed,
                                     avoid=frozenset(self._seen_questions(state)))
         examples = self.teacher.generate(plan, context)
+        # Why again, and before generated.jsonl: engines report on what they just made (STAT-Syn's
+        # filter counts); a kill before generated.jsonl exists reruns this node, which rewrites them.
+        for name, record in self.teacher.views():
+            write_json(out / name, record)
         write_jsonl(out / "generated.jsonl", examples)
         _record_time(self.run_dir, k, "generate", time.perf_counter() - t0)
         self.on_event(LoopEvent(node="generate", round=k, message=f"generated {len(examples)}"))
@@ -150,8 +155,8 @@ class TeachingLoop:
                                                      kept=len(result.kept), admitted=len(kept)))
         _record_time(self.run_dir, k, "verify", time.perf_counter() - t0)
         rejected = ", ".join(f"{n} {why}" for why, n in sorted(result.counts.items()) if why != "ok" and n)
-        self.on_event(LoopEvent(node="verify", round=k,
-                                message=f"kept {len(kept)} of {len(generated)}" + (f" (rejected: {rejected})" if rejected else "")))
+        summary = f"kept {len(kept)} of {len(generated)}" + (f" (rejected: {rejected})" if rejected else "")
+        self.on_event(LoopEvent(node="verify", round=k, message=summary))
         return {}
 
     def _train(self, state: LoopState) -> dict:
@@ -168,8 +173,8 @@ class TeachingLoop:
         stats = self.env.student.last_train_stats
         write_json(out / "train_stats.json", stats)
         _record_time(self.run_dir, k, "train", time.perf_counter() - t0)
-        self.on_event(LoopEvent(node="train", round=k, seconds=time.perf_counter() - t0,
-                                message=f"{stats.steps} steps, loss {stats.first_loss:.3f} -> {stats.last_loss:.3f}"))
+        loss = f"{stats.steps} steps, loss {stats.first_loss:.3f} -> {stats.last_loss:.3f}"
+        self.on_event(LoopEvent(node="train", round=k, seconds=time.perf_counter() - t0, message=loss))
         return {"round": k, "env": self.env.state}
 
     def _seen_questions(self, state: LoopState) -> set[str]:
@@ -219,7 +224,7 @@ class TeachingLoop:
             graph.add_node(name, fn)
         graph.add_edge(START, "evaluate")
         graph.add_conditional_edges("evaluate", lambda s: "finish" if s.done else "plan", ["finish", "plan"])
-        for a, b in (("plan", "generate"), ("generate", "verify"), ("verify", "train"), ("train", "evaluate")):
+        for a, b in itertools.pairwise(("plan", "generate", "verify", "train", "evaluate")):
             graph.add_edge(a, b)
         graph.add_edge("finish", END)
         serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)

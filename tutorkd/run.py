@@ -24,7 +24,8 @@ def new_run_dir(cfg: RunConfig) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"runs_root: cannot create {root}: {exc.strerror}; pick a writable folder") from None
+        raise ConfigError(f"runs_root: cannot create {root}: {exc.strerror}; "
+                          "pick a writable folder") from None
     if not os.access(root, os.W_OK):
         raise ConfigError(f"runs_root: {root} is not writable; pick a writable folder with runs_root=...")
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -95,7 +96,8 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
     path = run_dir / CONFIG_FILE
     if not path.is_file():
-        raise ConfigError(f"{run_dir}: not a tutorkd run directory (no {CONFIG_FILE}); pass a folder under runs/")
+        raise ConfigError(f"{run_dir}: not a tutorkd run directory (no {CONFIG_FILE}); "
+                          "pass a folder under runs/")
     try:
         return RunConfig.model_validate(yaml.safe_load(path.read_text()))
     except ValidationError as exc:

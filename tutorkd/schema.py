@@ -186,7 +186,7 @@ class EvalReport(Record):
         return {s.skill_id: s.accuracy for s in self.per_skill}
 
 
-class StructureLevel(str, Enum):
+class StructureLevel(str, Enum):  # noqa: UP042 (str() stays "StructureLevel.X"; code uses .value)
     """How much structure an environment reveals to the teacher (DataEnvGym's three settings)."""
 
     OPEN_ENDED = "open_ended"

@@ -48,17 +48,21 @@ log = logging.getLogger(__name__)
 class StatPolicy:
     """Plan data per missing skill in proportion to the Missing-Skill-Profile; saves the profile.
 
-    With no difficult question (or none labelled) it falls back to uniform over ``skills`` and says so.
+    ``replay_share`` of the round goes evenly over all ``skills`` first (so skills the profile omits
+    are not forgotten over rounds); the rest follows the profile. With no difficult question (or none
+    labelled) the whole round is uniform over ``skills``, and the reasoning says so.
     """
 
     def __init__(self, labeler: SkillLabeler, skills: Sequence[str], per_round: int, style: Style,
-                 k: int | None = None) -> None:
+                 k: int | None = None, replay_share: float = 0.0) -> None:
+        if not 0.0 <= replay_share <= 1.0:
+            raise ValueError(f"replay_share {replay_share} is outside [0, 1]")
         self.labeler, self.skills, self.k = labeler, tuple(skills), k
-        self.per_round, self.style = per_round, style
+        self.per_round, self.style, self.replay_share = per_round, style, replay_share
         self.profile: SkillProfile | None = None
 
     def plan(self, feedback: Feedback) -> Plan:
-        """Build the profile from ``feedback`` and split the round's examples by it."""
+        """Build the profile from ``feedback`` and split the round's examples by it (after replay)."""
         self.profile = profile = build_profile(feedback, self.labeler)
         total = round_total(feedback, self.per_round)
         skills, n = list(profile.counts), list(profile.counts.values())
@@ -66,14 +70,20 @@ class StatPolicy:
             counts = even_split(total, len(self.skills))
             return Plan(items=styled_items([(s, None) for s in self.skills], counts, self.style),
                         reasoning=f"STAT: no labelled difficult question; {total} examples uniform.")
-        if self.k is not None and self.k * sum(n) <= total:
+        replay = round(total * self.replay_share)
+        targeted = total - replay
+        if self.k is not None and self.k * sum(n) <= targeted:
             counts, rule = [self.k * c for c in n], f"{self.k} per missing-skill occurrence"
         else:
-            counts, rule = split_by_weight(total, n), "in proportion to the profile"
+            counts, rule = split_by_weight(targeted, n), "in proportion to the profile"
+        per_skill = dict(zip(skills, counts, strict=True))
+        for skill, extra in zip(self.skills, even_split(replay, len(self.skills)), strict=True):
+            per_skill[skill] = per_skill.get(skill, 0) + extra
         top = ", ".join(f"{s} {c}" for s, c in list(profile.counts.items())[:4])
-        return Plan(items=styled_items([(s, None) for s in skills], counts, self.style),
+        return Plan(items=styled_items([(s, None) for s in per_skill], list(per_skill.values()), self.style),
                     reasoning=f"STAT: {sum(counts)} examples {rule} over {len(skills)} missing skills "
-                    f"from {profile.difficult} difficult questions (top: {top}).")
+                    f"from {profile.difficult} difficult questions (top: {top}), {replay} replayed "
+                    f"evenly over {len(self.skills)} skills.")
 
     def views(self) -> list[tuple[str, Record]]:
         """``skill_profile.json``: the profile behind the last plan."""
@@ -292,3 +302,7 @@ class SynthesisEngine:
                                          unverified=unverified, kept=len(kept))
         log.info("STAT-Syn round %d: %s", context.round, self.last_stats)
         return sorted(kept, key=lambda ex: ex.id)
+
+    def views(self) -> list[tuple[str, Record]]:
+        """``synthesis.json``: what the consistency and verification filters did to the last round."""
+        return [("synthesis.json", self.last_stats)] if self.last_stats is not None else []

@@ -65,7 +65,8 @@ def _stat_policy(cfg: TeacherConfig, domain: Domain, llm: TeacherLLM | None) -> 
     leaves = set(_leaves(domain))
     labeler = (LLMSkillLabeler(_llm(llm), [n for n in domain.tree.nodes if n.id in leaves])
                if cfg.stat.labeler == "llm" else EnvironmentLabels())
-    return StatPolicy(labeler, _leaves(domain), cfg.per_round, cfg.style, cfg.stat.k)
+    return StatPolicy(labeler, _leaves(domain), cfg.per_round, cfg.style, cfg.stat.k,
+                      cfg.stat.replay_share)
 
 
 POLICIES: dict[str, Callable[[TeacherConfig, Domain, TeacherLLM | None], Policy]] = {

@@ -29,10 +29,11 @@ STUDENT_MODEL_FILES: dict[str, str] = {
     "Mental-model calibration": "calibration.json",
     "Diagnosed bugs": "diagnosis.json",
     "Corrective principles": "principles.json",
+    "Synthesis filters (STAT-Syn)": "synthesis.json",
 }
 """Section title to the file a student-modelling teacher writes with its plan, ``rounds/r{k}/<file>``
-(the ``views()`` of STAT, ToM and TPD teachers; any JSON is rendered). A section appears for the
-rounds where its file exists and is skipped otherwise."""
+(the ``views()`` of STAT, ToM and TPD teachers and of STAT-Syn's engine; any JSON is rendered). A
+section appears for the rounds where its file exists and is skipped otherwise."""
 
 SAMPLE_EXAMPLES = 4
 """Examples shown per round, kept and rejected each."""
