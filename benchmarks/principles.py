@@ -1,13 +1,15 @@
 """Principle discovery (TPD) against the baselines: accuracy, diagnosis coverage, and the bugs it targets.
 
 On the arithmetic domain with the tiny student, at the open-ended level (the teacher sees errors
-without skill labels; TPD reads the skills from the questions), four teachers get the same example
+without skill labels; TPD reads the skills from the questions), these teachers get the same example
 budget per round and the same seeds:
 
 - ``tpd``: variant d, problems on which each active principle's bug gives a wrong answer;
 - ``tpd-examples``: variant c, new problems like the validation errors each principle explains;
   both also give the errors no active principle explains their share (``tpd.unexplained: like``);
   ``tpd-principles-only`` (variant d without that share) runs when named with ``--teachers``;
+- ``tpd-steps``: variant d, with each unexplained error whose first wrong step is a fact slip
+  (``7*8=44``) given problems of its skill that have that step (``tpd.unexplained: steps``);
 - ``uniform`` and ``open-ended`` (DataEnvGym's error-driven baseline).
 
 For every run and round the full validation attempts (never test) are diagnosed against the bug
@@ -18,6 +20,7 @@ them fall faster than under the baselines. Writes ``benchmarks/results/principle
 ``principles.png``.
 
     .venv/bin/python benchmarks/principles.py [--seeds 0 1 2] [--rounds 3] [--test-per-skill 500]
+    .venv/bin/python benchmarks/principles.py --teachers tpd-steps --add-to benchmarks/results/principles.json
 """
 
 from __future__ import annotations
@@ -37,17 +40,20 @@ TEACHERS = {
     "tpd-examples": {"name": "tpd-examples", "policy": "tpd", "tpd": {"variant": "examples"}},
     "tpd-principles-only": {"name": "tpd-principles-only", "policy": "tpd", "engine": "discriminating",
                             "tpd": {"variant": "bugs", "unexplained": "ignore"}},
+    "tpd-steps": {"name": "tpd-steps", "policy": "tpd", "engine": "discriminating",
+                  "tpd": {"variant": "bugs", "unexplained": "steps"}},
     "uniform": {"name": "uniform", "policy": "uniform"},
     "open-ended": {"name": "open-ended", "policy": "error_driven"},
 }
 
-DEFAULT_TEACHERS = ["tpd", "tpd-examples", "uniform", "open-ended"]
+DEFAULT_TEACHERS = ["tpd", "tpd-steps", "tpd-examples", "uniform", "open-ended"]
 """``tpd-principles-only`` (the paper's TPD: nothing for unexplained errors) runs when named."""
 
 
 def run_once(teacher: str, seed: int, args: argparse.Namespace, root: Path) -> dict:
     """One teaching run; per round: accuracies, the diagnosis of the validation attempts, TPD's targets."""
     from tutorkd.agents.diagnosis import diagnose
+    from tutorkd.agents.slips import KINDS, locate_slips
     from tutorkd.config import RunConfig
     from tutorkd.environments.arithmetic import ArithmeticDomain
     from tutorkd.plots import load_round_evals
@@ -73,11 +79,18 @@ def run_once(teacher: str, seed: int, args: argparse.Namespace, root: Path) -> d
     rounds = []
     for k, ev in enumerate(load_round_evals(run_dir)):
         d = diagnose(ev.val_attempts, domain)
+        slips = locate_slips(ev.val_attempts, domain)
+        data = run_dir / "rounds" / f"r{k}" / "data.jsonl"
         rounds.append({
             "round": k, "val_accuracy": ev.val.accuracy, "test_accuracy": ev.test.accuracy,
+            # Examples trained on this round (fewer than asked when a skill's problems ran out).
+            "examples": len(data.read_text().splitlines()) if k else 0,
             "test_per_skill": ev.test.skill_accuracy(),
             "wrong": d.wrong, "format_errors": d.format_errors, "explained": d.explained,
             "coverage": round(d.coverage, 4),
+            # Where the wrong numeric answers first went wrong: fact slips are what no bug reproduces.
+            "first_wrong_step_share": {k: round(slips.share(k), 4) for k in KINDS},
+            "top_wrong_facts": [f"{f.skill_id} {f.expression}={f.right} x{f.count}" for f in slips.facts[:5]],
             "bug_counts": {b.bug_id: b.attributed for b in d.bugs if b.attributed},
             "active_principles": [t.bug_id for t in histories[k].active] if k in histories else None,
         })
@@ -107,6 +120,8 @@ def summarize(runs: list[dict], args: argparse.Namespace) -> dict:
             "final_test_accuracy": _mean_sd([f["test_accuracy"] for f in final]),
             "final_test_per_skill": {s: _mean_sd([f["test_per_skill"][s] for f in final]) for s in skills},
             "coverage_by_round": [_mean_sd([r["rounds"][k]["coverage"] for r in rs]) for k in per_round],
+            "fact_slip_share_by_round": [
+                _mean_sd([r["rounds"][k]["first_wrong_step_share"]["fact"] for r in rs]) for k in per_round],
             "wrong_by_round": [_mean_sd([r["rounds"][k]["wrong"] for r in rs]) for k in per_round],
             "targeted_bug_errors_by_round": [_mean_sd([c[k] for c in targeted_counts]) for k in per_round]
             if targeted_counts else None,
@@ -143,7 +158,8 @@ def summarize(runs: list[dict], args: argparse.Namespace) -> dict:
 
 
 def plot(summary: dict, path: Path) -> None:
-    """Three panels: final per-skill test accuracy, coverage by round, targeted-bug errors by round."""
+    """Three panels: final per-skill test accuracy, coverage by round (bugs, and fact slips at the first
+    wrong step), targeted-bug errors by round."""
     import matplotlib
 
     matplotlib.use("Agg")  # Why: runs headless.
@@ -159,7 +175,10 @@ def plot(summary: dict, path: Path) -> None:
         es = [t["final_test_per_skill"][s]["sd"] for s in skills] + [t["final_test_accuracy"]["sd"]]
         axes[0].bar(xs, ys, width, yerr=es, label=name, capsize=2)
         rounds = range(len(t["coverage_by_round"]))
-        axes[1].plot(rounds, [c["mean"] for c in t["coverage_by_round"]], marker="o", label=name)
+        line, = axes[1].plot(rounds, [c["mean"] for c in t["coverage_by_round"]], marker="o",
+                             label=f"{name}: a bug")
+        axes[1].plot(rounds, [c["mean"] for c in t["fact_slip_share_by_round"]], marker="x", ls="--",
+                     color=line.get_color(), label=f"{name}: a fact slip")
         if t["targeted_bug_errors_by_round"] is not None:
             ys = [c["mean"] for c in t["targeted_bug_errors_by_round"]]
             axes[2].plot(rounds, ys, marker="o", label=name)
@@ -169,7 +188,7 @@ def plot(summary: dict, path: Path) -> None:
     axes[0].set_ylim(0, 1.02)
     for ax in axes[1:]:
         ax.set_xticks(range(len(next(iter(teachers.values()))["coverage_by_round"])))
-    axes[1].set_title("validation errors explained by a bug")
+    axes[1].set_title("validation errors explained by ...")
     axes[1].set_xlabel("round")
     axes[1].set_ylim(0, 1.02)
     axes[2].set_title("validation errors of the bugs TPD targeted")
@@ -180,6 +199,23 @@ def plot(summary: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    """What makes two invocations' runs comparable (the teachers aside)."""
+    return {"seeds": args.seeds, "rounds": args.rounds, "per_round": args.per_round,
+            "test_per_skill": args.test_per_skill, "val_per_skill": args.val_per_skill,
+            "level": "open_ended", "backend": args.backend, "pretrain_steps": args.pretrain_steps}
+
+
+def kept_runs(args: argparse.Namespace) -> list[dict]:
+    """The runs of ``--add-to`` for teachers not named now; ``SystemExit`` if its config differs."""
+    earlier = json.loads(args.add_to.read_text())
+    config = {k: v for k, v in earlier["config"].items() if k != "teachers"}
+    if config != run_config(args):
+        raise SystemExit(f"--add-to {args.add_to}: its config {config} differs from this one "
+                         f"{run_config(args)}; pass the same options")
+    return [r for r in earlier["runs"] if r["teacher"] not in args.teachers]
 
 
 def main() -> None:
@@ -196,11 +232,18 @@ def main() -> None:
                         help="pretraining steps of the base student (default: the config's); for smoke runs")
     parser.add_argument("--teachers", nargs="+", choices=list(TEACHERS), default=DEFAULT_TEACHERS)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON (the PNG goes next to it)")
+    parser.add_argument("--add-to", type=Path, default=None,
+                        help="an earlier results JSON of the same config: keep its runs of the teachers not "
+                             "named in --teachers, so that one teacher can be added without rerunning all")
     args = parser.parse_args()
+    runs = kept_runs(args) if args.add_to else []
+    args.teachers = list(dict.fromkeys([r["teacher"] for r in runs] + args.teachers))
     root = Path(tempfile.mkdtemp(prefix="tutorkd-principles-"))
-    runs = []
+    done = {(r["teacher"], r["seed"]) for r in runs}
     for seed in args.seeds:
         for teacher in args.teachers:  # Why interleaved: machine load drifts; a seed's teachers share it.
+            if (teacher, seed) in done:
+                continue
             runs.append(run_once(teacher, seed, args, root))
             print(f"{teacher} seed {seed}: test {runs[-1]['rounds'][-1]['test_accuracy']:.3f} "
                   f"({runs[-1]['wall_s']} s)")
@@ -210,10 +253,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version()},
-        "config": {"seeds": args.seeds, "rounds": args.rounds, "per_round": args.per_round,
-                   "test_per_skill": args.test_per_skill, "val_per_skill": args.val_per_skill,
-                   "level": "open_ended", "backend": args.backend, "pretrain_steps": args.pretrain_steps,
-                   "teachers": {t: TEACHERS[t] for t in args.teachers}},
+        "config": {**run_config(args), "teachers": {t: TEACHERS[t] for t in args.teachers}},
         "summary": summary,
         "runs": runs,
     }

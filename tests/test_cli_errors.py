@@ -186,3 +186,21 @@ def test_an_unwritable_runs_root_is_a_config_error(tmp_path: Path) -> None:
     cfg = RunConfig.model_validate({"student": TINY, "runs_root": str(blocker / "runs")})
     with pytest.raises(ConfigError, match="runs_root"):
         new_run_dir(cfg)
+
+
+def test_a_flag_overrides_one_field_of_a_spec_given_as_a_path(tmp_path: Path) -> None:
+    """``--env SPEC --rounds N`` (and a run config naming a spec file) keep the spec and change one field."""
+    from tutorkd.cli import resolve_config
+
+    spec = write(tmp_path / "env.yaml", "kind: arithmetic\nlevel: open_ended\nrounds: 3\nbudget: 900\n")
+    cfg = resolve_config(None, spec, None, {"environment.rounds": 1, "seed": 4})
+    assert (cfg.environment.level.value, cfg.environment.rounds, cfg.environment.budget, cfg.seed) == (
+        "open_ended", 1, 900, 4)
+    named = run_config(tmp_path, environment=str(spec))
+    assert resolve_config(named, None, None, {"environment.rounds": 2}).environment.rounds == 2
+
+
+def test_a_missing_env_spec_with_a_flag_exits_2(tmp_path: Path) -> None:
+    proc = teach("--env", "nope.yaml", "--rounds", "1", cwd=tmp_path)
+    assert_user_error(proc, "environment", "does not exist")
+    assert not (tmp_path / "runs").exists()

@@ -23,6 +23,7 @@ from tutorkd.agents.principles import (
     rewrite_instruction,
     select_examples,
 )
+from tutorkd.agents.procedural import has_step
 from tutorkd.agents.teacher import build_teacher
 from tutorkd.agents.tpd import DiagnosticDomain, DiscriminatingEngine, TPDPolicy, signature
 from tutorkd.config import TeacherConfig, TPDConfig, load_config
@@ -230,9 +231,12 @@ def test_bugs_variant_targets_active_bugs_by_count_and_replays_every_skill() -> 
     # mul.forgot_carry only shows when the ones product carries: a plain sample often does not.
     plain = DOMAIN.sample("mul.by_digit", 200, random.Random(0))
     assert any(BUGS_BY_ID["mul.forgot_carry"].apply(p.question) == p.answer for p in plain)
-    names = [name for name, _ in policy.views()]
-    assert names == ["diagnosis.json", "principles.json"]
+    views = dict(policy.views())
+    assert list(views) == ["diagnosis.json", "principles.json", "slips.json"]
+    # The errors carry no worked steps: every one is located as ``no_steps``, none invented.
+    assert views["slips.json"].wrong == 10 and views["slips.json"].by_kind["no_steps"] == 10
     assert "add.forgot_carry" in policy.render() and "mul.forgot_carry" in plan.reasoning
+    assert "first wrong step of 10" in policy.render()
 
 
 def test_examples_variant_picks_only_errors_the_active_principles_explain() -> None:
@@ -287,7 +291,7 @@ def test_specs_and_config_checks() -> None:
         cfg = load_config(TeacherConfig, REPO / "agents" / f"{name}.yaml")
         teacher = build_teacher(cfg, DOMAIN)
         teacher.plan(feedback(student_errors({"add.forgot_carry": 3})))
-        assert [n for n, _ in teacher.views()] == ["diagnosis.json", "principles.json"]
+        assert [n for n, _ in teacher.views()] == ["diagnosis.json", "principles.json", "slips.json"]
     with pytest.raises(ValidationError, match="engine: discriminating"):
         TeacherConfig(name="t", policy="tpd")
     with pytest.raises(ValidationError, match="retire_below 3 exceeds min_count 2"):
@@ -342,3 +346,31 @@ def test_llm_principles_under_vllm_structured_outputs(tmp_path: Path) -> None:
         assert usage["tokens_out"] == 300
     for p in pset.principles:
         assert set(p.explains) <= {0, 1, 2} and set(p.skills) <= set(LEAVES) and len(p.when) <= 12
+
+
+def test_steps_targets_an_unexplained_fact_slip_at_its_step_and_the_rest_like_the_error() -> None:
+    # 37*8: the student's 7*8=44 is a fact slip at step 0; 34-18 with 12-8 is a setup error.
+    slipped = DOMAIN.make("mul.by_digit", (37, 8))
+    setup = DOMAIN.make("sub.borrow", (34, 18))
+    errors = [attempt(slipped, "354", strip=True).model_copy(update={"output": "R:7*8=44 3*8+4=35 A:354"}),
+              attempt(setup, "24", strip=True).model_copy(update={"output": "R:12-8=4 3-1=2 A:24"})]
+    cfg = BUGS_CFG.model_copy(update={"unexplained": "steps"})
+    plan = TPDPolicy(DOMAIN, 100, "rationale", cfg).plan(feedback(errors))
+    targeted = [i for i in plan.items if i.step is not None or i.like is not None]
+    assert [(i.skill_id, i.step, i.like, i.count) for i in targeted] == [
+        ("mul.by_digit", "7*8", None, 40), (None, None, errors[1].problem, 40)]
+    assert "1 of them at the step their fact slip got wrong" in plan.reasoning
+    examples = DiscriminatingEngine(DOMAIN).generate(plan, CONTEXT)
+    assert len(examples) == 100 and len({e.problem.question for e in examples}) == 100
+    # Every mul.by_digit problem with a 7*8 step: ones digit 7 (7*8=56) or tens digit 7 (7*8+c):
+    # 9 + 10 - 1 (77*8). The item's other 22 examples practise its skill without the step, and say so.
+    first = examples[:40]  # the step item's, in plan order
+    at_step = [e for e in first if e.provenance.generator.step == "7*8"]
+    assert {e.provenance.skill_id for e in first} == {"mul.by_digit"} and len(at_step) == 18
+    assert all(e.provenance.generator.step is None for e in examples[40:])
+    assert all(has_step(e.problem, "7*8") for e in at_step)
+    assert {e.problem.question for e in at_step} == {f"{a}*8=" for a in range(10, 100) if "7" in str(a)}
+    # ``like`` keeps every unexplained error as problems like it, whatever its step.
+    like = TPDPolicy(DOMAIN, 100, "rationale", BUGS_CFG).plan(feedback(errors))
+    assert all(i.step is None for i in like.items)
+    assert [i.like for i in like.items if i.like is not None] == [e.problem for e in errors]

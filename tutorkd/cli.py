@@ -53,6 +53,19 @@ def _refuse_spec_as_run_config(config: Path) -> None:
                           "(for gsm8k/math: recipes/gsm8k-qwen.yaml)")
 
 
+def _read_spec(path: str, field: str) -> dict:
+    """The mapping in the spec file ``path`` given for ``field``; ``ConfigError`` if it is not one."""
+    from tutorkd.config import read_yaml
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{field}: spec file {path!r} does not exist; give an existing YAML path")
+    data = read_yaml(Path(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {field} spec must be a YAML mapping of fields, "
+                          f"not {type(data).__name__}")
+    return data
+
+
 def resolve_config(config: Path | None, env: Path | None, teacher: Path | None, overrides: dict) -> RunConfig:
     """Defaults < CONFIG file < --env/--teacher spec files < single-value flags, validated once."""
     from pydantic import ValidationError
@@ -71,6 +84,10 @@ def resolve_config(config: Path | None, env: Path | None, teacher: Path | None, 
         node = data
         *parents, leaf = dotted.split(".")
         for key in parents:
+            if isinstance(node[key], str):
+                # A spec given as a path (``--env``, or a path in CONFIG): read it, so that a flag
+                # overrides one of its fields rather than the whole spec.
+                node[key] = _read_spec(node[key], key)
             node = node[key]
         node[leaf] = value
     try:

@@ -227,10 +227,12 @@ class TPDConfig(Config):
     each active principle explains."""
     replay_share: float = Field(0.2, ge=0.0, le=1.0)
     """Share of each round spread evenly over all skills, so skills the student has are not forgotten."""
-    unexplained: Literal["like", "ignore"] = "like"
+    unexplained: Literal["like", "steps", "ignore"] = "like"
     """Errors no active principle explains: ``like`` gives them their share of the rest of the round (by
-    their number) as new problems like each one, as the open-ended teacher does; ``ignore`` spends it all
-    on the principles (the paper's TPD; wasteful when the bug library explains few of the errors)."""
+    their number) as new problems like each one, as the open-ended teacher does; ``steps`` does the same
+    except for errors whose first wrong step is a fact slip (``7*8=44``), which get problems of their
+    skill that have that step (``tutorkd.agents.slips``); ``ignore`` spends it all on the principles
+    (the paper's TPD; wasteful when the bug library explains few of the errors)."""
     min_count: int = Field(2, ge=1)
     """A principle becomes active when its bug explains at least this many errors in one round."""
     retire_below: int = Field(1, ge=1)

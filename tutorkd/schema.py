@@ -103,6 +103,8 @@ class GeneratorParams(Record):
     """``rationale`` (question, rationale, answer) or ``direct`` (question, answer)."""
     source_problem_id: str | None = None
     """For error-driven generation: the problem the example was made to resemble."""
+    step: str | None = None
+    """For step-targeted generation: the computation every problem had to contain (``PlanItem.step``)."""
     model: str | None = None
     """For a generator language model: which one (e.g. ``teacher-lm:<recipe hash>`` or its DPO-aligned
     ``...+dpo:<hash>``); ``None`` for procedural engines."""
@@ -230,6 +232,9 @@ class PlanItem(Record):
     """Target skill; ``None`` when generating from ``like`` (open-ended teachers see no labels)."""
     like: Problem | None = None
     """Make problems resembling this one (error-driven generation)."""
+    step: str | None = None
+    """Only problems whose worked rationale has this computation as a step (``7*8`` matches a step
+    written ``7*8=56``): practice on the one step a student's slip got wrong."""
     style: str = "rationale"
 
 

@@ -29,9 +29,13 @@ def round_total(feedback: Feedback, per_round: int) -> int:
 
 
 def styled_items(
-    targets: Sequence[tuple[str | None, Problem | None]], counts: Sequence[int], style: Style
+    targets: Sequence[tuple[str | None, Problem | None]],
+    counts: Sequence[int],
+    style: Style,
+    steps: Sequence[str | None] | None = None,
 ) -> tuple[PlanItem, ...]:
     """One ``PlanItem`` per (skill, like) target and count, in a concrete style; zero counts dropped.
+    ``steps``, when given, is each target's ``PlanItem.step``.
 
     ``mixed`` alternates over a running example index across the whole plan, so exactly half (rounded
     up) of the plan is ``rationale`` even when every target asks for one example. A target whose
@@ -39,14 +43,15 @@ def styled_items(
     """
     items: list[PlanItem] = []
     offset = 0
-    for (skill_id, like), count in zip(targets, counts, strict=True):
+    steps = [None] * len(targets) if steps is None else steps
+    for (skill_id, like), count, step in zip(targets, counts, steps, strict=True):
         if style == "mixed":
             # Even indices in [offset, offset + count) are rationale, odd ones direct.
             rationale = (count + 1 - offset % 2) // 2
             parts = (("rationale", rationale), ("direct", count - rationale))
         else:
             parts = ((style, count),)
-        items += [PlanItem(count=c, skill_id=skill_id, like=like, style=s) for s, c in parts if c]
+        items += [PlanItem(count=c, skill_id=skill_id, like=like, step=step, style=s) for s, c in parts if c]
         offset += count
     return tuple(items)
 

@@ -23,6 +23,18 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+class StepExhausted(RuntimeError):
+    """No new problem of a ``PlanItem.step`` item is left to draw (the item falls back to no step)."""
+
+
+def has_step(problem: Problem, step: str) -> bool:
+    """Whether a whitespace-separated step of ``problem``'s rationale starts by computing ``step``:
+    written ``{step}=...``, or ``{step}`` followed by another operation (``7*8+5=61`` has ``7*8``);
+    a problem without a rationale has no steps."""
+    return any(token.startswith(step) and token[len(step):len(step) + 1] in ("=", "+", "-", "*")
+               for token in (problem.rationale or "").split())
+
+
 class _AnyOf:
     """Membership in any of several containers, so ``exclude`` can grow without copying a large set."""
 
@@ -34,7 +46,8 @@ class _AnyOf:
 
 
 class ProceduralEngine:
-    """Generate examples from the domain: ``sample`` for a skill, ``similar`` for a ``like`` problem.
+    """Generate examples from the domain: ``sample`` for a skill, ``similar`` for a ``like`` problem,
+    either kept only when its rationale has the item's ``step``.
 
     ``exclude`` holds questions that must never become training data (the held-out validation and
     test sets). The context's ``avoid`` (questions of earlier rounds) and the questions already drawn
@@ -43,6 +56,9 @@ class ProceduralEngine:
     """
 
     name = "procedural"
+    max_step_draws = 5_000
+    """Candidates drawn per example of a ``step`` item before its step counts as exhausted: a step in
+    1 of 720 problems of its skill (``3*8+5``) is then missed with probability 0.1 %."""
 
     def __init__(self, domain: Domain, exclude: Container[str] = frozenset()) -> None:
         self.domain = domain
@@ -60,21 +76,43 @@ class ProceduralEngine:
             # seed in the provenance is enough to regenerate it.
             item_seed = derive_seed(round_seed, item_index)
             rng = random.Random(item_seed)
+            current = item
             for made in range(item.count):
                 # Why one at a time: domains may sample with replacement, and excluding each question
                 # as it is drawn keeps every problem of the plan distinct.
                 try:
-                    problem = self._draw(item, rng, exclude)
+                    problem = self._draw(current, rng, exclude)
+                except StepExhausted as exc:
+                    # Why fall back: a step's problems are few (``7*8=`` is in 9 problems); the item's
+                    # other examples still practise its skill, and their provenance has no step.
+                    logger.warning("plan item %d: %s; its other %d examples are made without the step",
+                                   item_index, exc, item.count - made)
+                    current = item.model_copy(update={"step": None})
+                    problem = self._draw_or_none(current, rng, exclude, item_index, made)
                 except RuntimeError as exc:  # Domain.sample's signal that the exclusions exhaust a skill
                     logger.warning(
                         "plan item %d: made %d of %d examples: %s", item_index, made, item.count, exc
                     )
                     break
+                if problem is None:
+                    break
                 drawn.add(problem.question)
-                examples.append(self._example(problem, item, item_seed, len(examples), context, leaves))
+                examples.append(self._example(problem, current, item_seed, len(examples), context, leaves))
         return examples
 
+    def _draw_or_none(
+        self, item: PlanItem, rng: random.Random, exclude: Container[str], index: int, made: int
+    ) -> Problem | None:
+        """``_draw``, with an exhausted skill logged and returned as ``None``."""
+        try:
+            return self._draw(item, rng, exclude)
+        except RuntimeError as exc:
+            logger.warning("plan item %d: made %d of %d examples: %s", index, made, item.count, exc)
+            return None
+
     def _draw(self, item: PlanItem, rng: random.Random, exclude: Container[str]) -> Problem:
+        if item.step is not None:
+            return self._draw_with_step(item, rng, exclude)
         if item.like is not None:
             (problem,) = self.domain.similar(item.like, 1, rng, exclude)
         elif item.skill_id is not None:
@@ -82,6 +120,15 @@ class ProceduralEngine:
         else:
             raise ValueError(f"plan item {item!r} names neither a skill_id nor a like problem; set one")
         return problem
+
+    def _draw_with_step(self, item: PlanItem, rng: random.Random, exclude: Container[str]) -> Problem:
+        """Rejection sampling: the first drawn problem with ``item.step`` among its rationale's steps."""
+        plain = item.model_copy(update={"step": None})
+        for _ in range(self.max_step_draws):
+            problem = self._draw(plain, rng, exclude)
+            if has_step(problem, item.step):
+                return problem
+        raise StepExhausted(f"no new problem with the step {item.step!r} in {self.max_step_draws} draws")
 
     def _example(
         self,
@@ -100,6 +147,7 @@ class ProceduralEngine:
             seed=seed,
             style=item.style,
             source_problem_id=item.like.id if item.like is not None else None,
+            step=item.step,
         )
         return Example(
             id=f"{context.run_id}/r{context.round}/{index:06d}",

@@ -16,12 +16,18 @@ stop), and splits the round's examples:
   asking for problems like an *exemplar* that exposes the bug (drawn fresh from the domain), with
   ``engine: discriminating`` drawing only problems on which the bug's answer is wrong, so training
   separates the bug from the right method; ``examples`` (variant c) over the validation errors each
-  principle explains (``select_examples``), each item asking for new problems like the error. The
-  validation errors themselves never become training data: the engine makes new problems, and the
-  verifier rejects held-out questions.
+  principle explains (``select_examples``), each item asking for new problems like the error;
+- with ``unexplained: steps``, an unexplained error whose first wrong step is a fact slip
+  (``7*8=44``: most of a tiny student's errors) gets problems of its skill that have that step
+  (``PlanItem.step``) instead of problems merely like it.
 
-The round's diagnosis and principle history are the policy's views (``diagnosis.json``,
-``principles.json``); ``restore`` reloads the history, so a resumed run plans as an uninterrupted one.
+The validation errors themselves never become training data: the engine makes new problems, and the
+verifier rejects held-out questions.
+
+The round's diagnosis, principle history and the first wrong step of each error shown
+(``tutorkd.agents.slips``: mostly fact slips like ``7*8=44``, which no buggy procedure reproduces)
+are the policy's views (``diagnosis.json``, ``principles.json``, ``slips.json``); ``restore``
+reloads the history, so a resumed run plans as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -45,14 +51,16 @@ from tutorkd.agents.diagnosis import (
 from tutorkd.agents.policies import Style, even_split, round_total, styled_items
 from tutorkd.agents.principles import from_diagnosis, select_examples
 from tutorkd.agents.procedural import ProceduralEngine, derive_seed
+from tutorkd.agents.slips import SlipSummary, first_slip, locate_slips, render_slips
 from tutorkd.config import TPDConfig
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.io import read_json
 from tutorkd.protocols import Domain, GenerationContext
-from tutorkd.schema import Example, Feedback, Plan, Problem, Record
+from tutorkd.schema import Attempt, Example, Feedback, Plan, Problem, Record
 
 DIAGNOSIS_FILE = "diagnosis.json"
 PRINCIPLES_FILE = "principles.json"
+SLIPS_FILE = "slips.json"
 
 
 def arithmetic(domain: Domain) -> ArithmeticDomain:
@@ -135,6 +143,8 @@ class TPDPolicy:
         self.histories: dict[int, PrincipleHistory] = {}
         """Feedback round to the principle history after it; planning a round again reuses its entry."""
         self.last: tuple[Diagnosis, PrincipleHistory] | None = None
+        self.slips: SlipSummary | None = None
+        """Where the last plan's errors first went wrong, step by step: what the bug library cannot see."""
 
     def analyse(self, feedback: Feedback) -> tuple[Diagnosis, PrincipleHistory]:
         """Diagnose the feedback's errors and advance the active principles to ``feedback.round``."""
@@ -152,6 +162,7 @@ class TPDPolicy:
         ``unexplained: ignore``, the errors none explains); uniform when there is nothing to target."""
         diagnosis, history = self.analyse(feedback)
         self.last = diagnosis, history
+        self.slips = locate_slips(feedback.errors, self.domain)
         total = round_total(feedback, self.per_round)
         residual = self._residual(feedback, diagnosis, history)
         weights = [t.count for t in history.active] + ([len(residual)] if residual else [])
@@ -159,10 +170,12 @@ class TPDPolicy:
         shares = split_by_weight(total - replay, weights) if weights else []
         targets: list[tuple[str | None, Problem | None]] = []
         counts: list[int] = []
+        steps: list[str | None] = []
         principle_shares = shares[: len(history.active)]
         if history.active and self.config.variant == "bugs":
             for t, share in zip(history.active, principle_shares, strict=True):
                 self._bug_targets(t, share, diagnosis, feedback.round, targets, counts)
+            steps += [None] * (len(targets) - len(steps))
         elif history.active:
             active = {t.bug_id for t in history.active}
             pset = from_diagnosis(diagnosis, feedback.errors)
@@ -171,21 +184,36 @@ class TPDPolicy:
             for problem, n in select_examples(pset, feedback.errors, sum(principle_shares)):
                 targets.append((None, problem))
                 counts.append(n)
+                steps.append(None)
         if residual:
-            targets += [(None, p) for p in residual]
+            for attempt in residual:
+                target, step = self._residual_target(attempt)
+                targets.append(target)
+                steps.append(step)
             counts += even_split(shares[-1], len(residual))
         targets += [(s, None) for s in self.skills]
         counts += even_split(replay, len(self.skills))
-        reasoning = self._reasoning(total, replay, shares[-1] if residual else 0)
-        return Plan(items=styled_items(targets, counts, self.style), reasoning=reasoning)
+        steps += [None] * len(self.skills)
+        stepped = sum(1 for step in steps if step is not None)
+        reasoning = self._reasoning(total, replay, shares[-1] if residual else 0, stepped)
+        return Plan(items=styled_items(targets, counts, self.style, steps), reasoning=reasoning)
 
-    def _residual(self, feedback: Feedback, diagnosis: Diagnosis, history: PrincipleHistory) -> list[Problem]:
+    def _residual_target(self, attempt: Attempt) -> tuple[tuple[str | None, Problem | None], str | None]:
+        """An unexplained error's target and step: with ``unexplained: steps`` and a fact slip at its
+        first wrong step, problems of its skill that have that step; otherwise problems like it."""
+        if self.config.unexplained == "steps":
+            slip = first_slip(attempt, self.domain)
+            if slip is not None and slip.kind == "fact":
+                return (slip.skill_id, None), slip.expected.split("=")[0]
+        return (None, attempt.problem), None
+
+    def _residual(self, feedback: Feedback, diagnosis: Diagnosis, history: PrincipleHistory) -> list[Attempt]:
         """The errors shown that no active principle explains (format errors included); none if ignored."""
         if self.config.unexplained == "ignore":
             return []
         active = {t.bug_id for t in history.active}
         explained = {e.problem_id for e in diagnosis.errors if e.bug_id in active}
-        return [a.problem for a in feedback.errors if not a.correct and a.problem.id not in explained]
+        return [a for a in feedback.errors if not a.correct and a.problem.id not in explained]
 
     def _bug_targets(self, tracked: TrackedPrinciple, share: int, diagnosis: Diagnosis, round: int,
                      targets: list[tuple[str | None, Problem | None]], counts: list[int]) -> None:
@@ -205,7 +233,7 @@ class TPDPolicy:
         rng = random.Random(derive_seed("tpd", round, bug.id, skill))
         return min(discriminating_problems(bug, skill, 4, rng, self.domain), key=lambda p: len(signature(p)))
 
-    def _reasoning(self, total: int, replay: int, residual: int) -> str:
+    def _reasoning(self, total: int, replay: int, residual: int, stepped: int) -> str:
         diagnosis, history = self.last
         found = (f"diagnosis explains {diagnosis.explained}/{diagnosis.wrong} errors "
                  f"({diagnosis.coverage:.0%})")
@@ -214,15 +242,16 @@ class TPDPolicy:
         targeted = ", ".join(f"{t.bug_id} ({t.count})" for t in history.active) or "none"
         retired = f"; retired {', '.join(t.bug_id for t in history.retired)}" if history.retired else ""
         return (f"TPD ({self.config.variant}): {total - replay - residual} examples on the active principles "
-                f"by error count: {targeted}; {residual} like the errors no active principle explains; "
+                f"by error count: {targeted}; {residual} like the errors no active principle explains"
+                f"{f' ({stepped} of them at the step their fact slip got wrong)' if stepped else ''}; "
                 f"{replay} replay over {len(self.skills)} skills; {found}{retired}.")
 
     def views(self) -> list[tuple[str, Record]]:
-        """``diagnosis.json`` (the student's diagnosed bugs with counts) and ``principles.json`` (the
-        principle history) behind the last plan."""
+        """``diagnosis.json`` (the student's diagnosed bugs with counts), ``principles.json`` (the
+        principle history) and ``slips.json`` (each error's first wrong step) behind the last plan."""
         if self.last is None:
             return []
-        return [(DIAGNOSIS_FILE, self.last[0]), (PRINCIPLES_FILE, self.last[1])]
+        return [(DIAGNOSIS_FILE, self.last[0]), (PRINCIPLES_FILE, self.last[1]), (SLIPS_FILE, self.slips)]
 
     def restore(self, folder: Path) -> None:
         """Reload the principle history saved in ``folder`` (an earlier round's; none there: fresh)."""
@@ -235,7 +264,8 @@ class TPDPolicy:
         """The last plan's diagnosis and principle history as plain text (CLI, reports)."""
         if self.last is None:
             return "TPD: nothing diagnosed yet."
-        return render_diagnosis(self.last[0]) + "\n" + render_history(self.last[1])
+        diagnosis, history = self.last
+        return "\n".join([render_diagnosis(diagnosis), render_history(history), render_slips(self.slips)])
 
 
 def render_history(history: PrincipleHistory) -> str:

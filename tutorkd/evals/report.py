@@ -29,6 +29,7 @@ STUDENT_MODEL_FILES: dict[str, str] = {
     "Mental-model calibration": "calibration.json",
     "Diagnosed bugs": "diagnosis.json",
     "Corrective principles": "principles.json",
+    "First wrong steps (TPD)": "slips.json",
     "Synthesis filters (STAT-Syn)": "synthesis.json",
 }
 """Section title to the file a student-modelling teacher writes with its plan, ``rounds/r{k}/<file>``
