@@ -163,6 +163,44 @@ def test_full_disk_and_out_of_memory_leave_the_run_resumable(
     assert_identical(ref_dir, run_dir)
 
 
+DIE_AFTER_SAVED_WRITES = """
+import os, signal, sys
+from langgraph.checkpoint.sqlite import SqliteSaver
+from tutorkd.cli import main
+
+real_put_writes = SqliteSaver.put_writes
+
+def put_writes(self, config, writes, task_id, task_path=""):
+    real_put_writes(self, config, writes, task_id, task_path)
+    if any(channel == "branch:to:verify" for channel, _ in writes):  # generate's writes are on disk
+        os.kill(os.getpid(), signal.SIGKILL)
+
+SqliteSaver.put_writes = put_writes
+sys.argv = ["tutorkd", "teach", sys.argv[1]]
+main()
+"""
+
+
+def test_a_kill_after_a_nodes_writes_were_saved_but_before_the_next_checkpoint_resumes(
+    reference, tmp_path: Path
+) -> None:
+    """langgraph saves a finished node's writes, then the next checkpoint. Killed in between, the saved
+    state has no ``next`` node but a finished task: the resume must apply its writes and go on, not take
+    the run for finished (it did: ``tests/test_loop.py``'s timed kill once hit this window)."""
+    cfg_path, ref_dir, _ = reference
+    cfg = reliability.write_config(tmp_path, yaml.safe_load(cfg_path.read_text())["student"])
+    killed = subprocess.run([sys.executable, "-c", DIE_AFTER_SAVED_WRITES, str(cfg)], capture_output=True,
+                            text=True, cwd=REPO, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    run_dir = reliability.only_run(tmp_path)
+    r1 = run_dir / "rounds" / "r1"
+    assert (r1 / "generated.jsonl").exists() and not (r1 / "data.jsonl").exists()
+    resumed = subprocess.run([sys.executable, "-m", "tutorkd.cli", "teach", "--resume", str(run_dir)],
+                             capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_identical(ref_dir, run_dir)
+
+
 # --------------------------------------------------------------------------------------------------
 # Determinism across processes
 

@@ -243,7 +243,10 @@ class TeachingLoop:
                 saved = LoopState.model_validate(snapshot.values)
                 if saved.env is not None:
                     self.env.restore(saved.env)
-                if not snapshot.next:
+                # Why ``tasks``, not ``next``: a kill after a node's writes were saved but before the next
+                # checkpoint leaves that node as a finished task with no ``next``; only a run with no
+                # task at all has ended (``invoke`` applies the saved writes and goes on).
+                if not snapshot.tasks:
                     return saved
                 out = app.invoke(None, config, durability="sync")
             else:
