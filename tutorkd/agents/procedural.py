@@ -83,8 +83,9 @@ class ProceduralEngine:
                 try:
                     problem = self._draw(current, rng, exclude)
                 except StepExhausted as exc:
-                    # Why fall back: a step's problems are few (``7*8=`` is in 9 problems); the item's
-                    # other examples still practise its skill, and their provenance has no step.
+                    # Why fall back: a step's problems are few (``7*8`` is a step of 18 of the 720 mul
+                    # problems); the item's other examples still practise its skill, and their
+                    # provenance has no step.
                     logger.warning("plan item %d: %s; its other %d examples are made without the step",
                                    item_index, exc, item.count - made)
                     current = item.model_copy(update={"step": None})
