@@ -55,11 +55,12 @@ def _refuse_spec_as_run_config(config: Path) -> None:
 
 def _read_spec(path: str, field: str) -> dict:
     """The mapping in the spec file ``path`` given for ``field``; ``ConfigError`` if it is not one."""
-    from tutorkd.config import read_yaml
+    from tutorkd.config import _load_if_path
 
-    if not Path(path).is_file():
-        raise ConfigError(f"{field}: spec file {path!r} does not exist; give an existing YAML path")
-    data = read_yaml(Path(path))
+    try:
+        data = _load_if_path(path)
+    except ValueError as exc:  # a missing file, worded as for a path inside a config
+        raise ConfigError(f"{field}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a {field} spec must be a YAML mapping of fields, "
                           f"not {type(data).__name__}")

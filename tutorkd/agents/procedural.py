@@ -81,35 +81,24 @@ class ProceduralEngine:
                 # Why one at a time: domains may sample with replacement, and excluding each question
                 # as it is drawn keeps every problem of the plan distinct.
                 try:
-                    problem = self._draw(current, rng, exclude)
-                except StepExhausted as exc:
-                    # Why fall back: a step's problems are few (``7*8`` is a step of 18 of the 720 mul
-                    # problems); the item's other examples still practise its skill, and their
-                    # provenance has no step.
-                    logger.warning("plan item %d: %s; its other %d examples are made without the step",
-                                   item_index, exc, item.count - made)
-                    current = item.model_copy(update={"step": None})
-                    problem = self._draw_or_none(current, rng, exclude, item_index, made)
+                    try:
+                        problem = self._draw(current, rng, exclude)
+                    except StepExhausted as exc:
+                        # Why fall back: a step's problems are few (``7*8`` is a step of 18 of the 720
+                        # mul problems); the item's other examples still practise its skill, and their
+                        # provenance has no step.
+                        logger.warning("plan item %d: %s; its other %d examples are made without the step",
+                                       item_index, exc, item.count - made)
+                        current = item.model_copy(update={"step": None})
+                        problem = self._draw(current, rng, exclude)
                 except RuntimeError as exc:  # Domain.sample's signal that the exclusions exhaust a skill
                     logger.warning(
                         "plan item %d: made %d of %d examples: %s", item_index, made, item.count, exc
                     )
                     break
-                if problem is None:
-                    break
                 drawn.add(problem.question)
                 examples.append(self._example(problem, current, item_seed, len(examples), context, leaves))
         return examples
-
-    def _draw_or_none(
-        self, item: PlanItem, rng: random.Random, exclude: Container[str], index: int, made: int
-    ) -> Problem | None:
-        """``_draw``, with an exhausted skill logged and returned as ``None``."""
-        try:
-            return self._draw(item, rng, exclude)
-        except RuntimeError as exc:
-            logger.warning("plan item %d: made %d of %d examples: %s", index, made, item.count, exc)
-            return None
 
     def _draw(self, item: PlanItem, rng: random.Random, exclude: Container[str]) -> Problem:
         if item.step is not None:

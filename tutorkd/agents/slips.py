@@ -59,6 +59,11 @@ class Slip(Record):
     wrote: str | None
     """What the student wrote there, ``7*8=44`` (``None`` if the step is missing)."""
 
+    @property
+    def expression(self) -> str | None:
+        """The computation of the wrong step, ``7*8`` (``None`` for ``assembly`` and ``no_steps``)."""
+        return self.expected.split("=")[0] if self.expected is not None else None
+
 
 class SlipFact(Record):
     """One computation the student got wrong, with how often and what it wrote."""
@@ -126,8 +131,8 @@ def locate_slips(attempts: Sequence[Attempt], domain: ArithmeticDomain) -> SlipS
     written: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
     for s in found:
         if s.kind == "fact":
-            expression, right = s.expected.split("=")
-            written[s.skill_id, expression, right][s.wrote.split("=")[1]] += 1
+            right, wrong = s.expected.split("=")[1], s.wrote.split("=")[1]
+            written[s.skill_id, s.expression, right][wrong] += 1
     facts = [
         SlipFact(skill_id=skill, expression=expression, right=right, count=sum(c.values()),
                  wrote=tuple(w for w, _ in c.most_common()))

@@ -51,7 +51,7 @@ from tutorkd.agents.diagnosis import (
 from tutorkd.agents.policies import Style, even_split, round_total, styled_items
 from tutorkd.agents.principles import from_diagnosis, select_examples
 from tutorkd.agents.procedural import ProceduralEngine, derive_seed
-from tutorkd.agents.slips import SlipSummary, first_slip, locate_slips, render_slips
+from tutorkd.agents.slips import Slip, SlipSummary, locate_slips, render_slips
 from tutorkd.config import TPDConfig
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.io import read_json
@@ -170,12 +170,10 @@ class TPDPolicy:
         shares = split_by_weight(total - replay, weights) if weights else []
         targets: list[tuple[str | None, Problem | None]] = []
         counts: list[int] = []
-        steps: list[str | None] = []
         principle_shares = shares[: len(history.active)]
         if history.active and self.config.variant == "bugs":
             for t, share in zip(history.active, principle_shares, strict=True):
                 self._bug_targets(t, share, diagnosis, feedback.round, targets, counts)
-            steps += [None] * (len(targets) - len(steps))
         elif history.active:
             active = {t.bug_id for t in history.active}
             pset = from_diagnosis(diagnosis, feedback.errors)
@@ -184,10 +182,11 @@ class TPDPolicy:
             for problem, n in select_examples(pset, feedback.errors, sum(principle_shares)):
                 targets.append((None, problem))
                 counts.append(n)
-                steps.append(None)
+        steps: list[str | None] = [None] * len(targets)
         if residual:
+            slips = {slip.problem_id: slip for slip in self.slips.slips}
             for attempt in residual:
-                target, step = self._residual_target(attempt)
+                target, step = self._residual_target(attempt, slips.get(attempt.problem.id))
                 targets.append(target)
                 steps.append(step)
             counts += even_split(shares[-1], len(residual))
@@ -198,13 +197,13 @@ class TPDPolicy:
         reasoning = self._reasoning(total, replay, shares[-1] if residual else 0, stepped)
         return Plan(items=styled_items(targets, counts, self.style, steps), reasoning=reasoning)
 
-    def _residual_target(self, attempt: Attempt) -> tuple[tuple[str | None, Problem | None], str | None]:
-        """An unexplained error's target and step: with ``unexplained: steps`` and a fact slip at its
-        first wrong step, problems of its skill that have that step; otherwise problems like it."""
-        if self.config.unexplained == "steps":
-            slip = first_slip(attempt, self.domain)
-            if slip is not None and slip.kind == "fact":
-                return (slip.skill_id, None), slip.expected.split("=")[0]
+    def _residual_target(
+        self, attempt: Attempt, slip: Slip | None
+    ) -> tuple[tuple[str | None, Problem | None], str | None]:
+        """An unexplained error's target and step: with ``unexplained: steps`` and a fact ``slip`` at
+        its first wrong step, problems of its skill that have that step; otherwise problems like it."""
+        if self.config.unexplained == "steps" and slip is not None and slip.kind == "fact":
+            return (slip.skill_id, None), slip.expression
         return (None, attempt.problem), None
 
     def _residual(self, feedback: Feedback, diagnosis: Diagnosis, history: PrincipleHistory) -> list[Attempt]:
