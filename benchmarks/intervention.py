@@ -10,7 +10,7 @@ with the model's personalized choice of style, and with a deliberately wrong exp
 - personalized (the model picks the style per item) versus unpersonalized (one style for every item:
   first step only, the paper's GSM8k protocol; up to the error step; the full rationale) explanations,
   at an equal number of items explained (EU order) and at an equal length of explanation
-  (``tutorkd.agents.explanation_budget``: a knapsack over item and style against one style in EU order);
+  (``tutorkd.agents.tom.explanation_budget``: a knapsack over item and style against one style in EU order);
 - the misaligned teacher: lowest expected utility first, with wrong explanations;
 - calibration of the learned model on the test items; and a multi-turn run: 2 rounds of the ``tom``
   policy (EU-chosen explained items as training data) against the same number of random unexplained
@@ -55,9 +55,9 @@ def gold_probability(scorer, domain, problems, explanations, attempts) -> np.nda
 
 def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> dict:
     """Every strategy's and explanation condition's budget curve, and the model's calibration."""
-    from tutorkd.agents.calibration import calibration
-    from tutorkd.agents.explanation_budget import cost_curves
-    from tutorkd.agents.interventions import (
+    from tutorkd.agents.tom.calibration import calibration
+    from tutorkd.agents.tom.explanation_budget import cost_curves
+    from tutorkd.agents.tom.interventions import (
         STRATEGIES,
         ItemSignals,
         budget_curve,
@@ -65,7 +65,7 @@ def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> d
         curve_area,
         strategy_scores,
     )
-    from tutorkd.agents.mental_models import LogisticStudentModel
+    from tutorkd.agents.tom.mental_models import LogisticStudentModel
 
     alone, styled = policy.quiz(practice)
     model = LogisticStudentModel(policy.skills).fit(alone + [a for v in styled.values() for a in v])
@@ -128,8 +128,8 @@ def multi_turn(make_student, domain, policy_cfg, test, exclude, rounds: int, per
                seed: int) -> dict:
     """Accuracy alone on ``test`` after each round of training on EU-chosen explained items (``tom``),
     random explained items, or random unexplained (direct) items of the same number."""
-    from tutorkd.agents.procedural import derive_seed
-    from tutorkd.agents.tom import ItemEngine, ToMPolicy
+    from tutorkd.agents.baselines.procedural import derive_seed
+    from tutorkd.agents.tom.teacher import ItemEngine, ToMPolicy
     from tutorkd.protocols import GenerationContext
     from tutorkd.schema import Feedback, Plan, PlanItem, StructureLevel
 
@@ -251,13 +251,13 @@ def main() -> None:
     parser.add_argument("--backend", choices=("vllm", "transformers"), default="vllm")
     args = parser.parse_args()
 
-    from tutorkd.agents.mental_models import TransformersScorer
-    from tutorkd.agents.tom import ToMPolicy
+    from tutorkd.agents.tom.mental_models import TransformersScorer
+    from tutorkd.agents.tom.teacher import ToMPolicy
     from tutorkd.config import ArithmeticEnvConfig, TinyStudentConfig, ToMConfig
     from tutorkd.environments.arithmetic import ArithmeticDomain
     from tutorkd.environments.heldout import HeldOut
     from tutorkd.students.pretrain import pretrain_base
-    from tutorkd.students.tiny import TinyStudent
+    from tutorkd.students.student import LoRAStudent
 
     started = time.perf_counter()
     domain, env, cfg = ArithmeticDomain(), ArithmeticEnvConfig(), TinyStudentConfig()
@@ -279,15 +279,15 @@ def main() -> None:
         t0 = time.perf_counter()
         rng = random.Random(seed)
         test = [p for s in domain.tree.leaves() for p in rng.sample(heldout.test[s], args.per_skill)]
-        student = TinyStudent(domain, backend, base, cfg, work_dir=work / f"s{seed}", seed=seed)
+        student = LoRAStudent(domain, backend, base, cfg, work_dir=work / f"s{seed}", seed=seed)
         policy = ToMPolicy(domain, args.per_round, tom_cfg)
         policy.attach(student, heldout.questions)
         practice = policy.draw(args.practice_per_skill, rng)
         row = {"seed": seed}
         row["single_turn"] = single_turn(student, scorer, domain, policy, test, practice, seed)
         if args.rounds:
-            def make_student(condition: str, seed: int = seed) -> TinyStudent:
-                return TinyStudent(domain, backend, base, cfg, work / f"s{seed}-{condition}", seed=seed)
+            def make_student(condition: str, seed: int = seed) -> LoRAStudent:
+                return LoRAStudent(domain, backend, base, cfg, work / f"s{seed}-{condition}", seed=seed)
 
             row["multi_turn"] = multi_turn(make_student, domain, tom_cfg, test, heldout.questions,
                                            args.rounds, args.per_round, seed)

@@ -71,14 +71,14 @@ def preference_summary(run) -> dict:
 
 def one_seed(seed: int, ctx: dict) -> dict:
     """Every condition for one seed."""
-    from tutorkd.agents.arte import run_arte
-    from tutorkd.agents.learning_signal import ProbeGain, StudentSignals
-    from tutorkd.agents.lm_engine import TeacherLMEngine, distribution
-    from tutorkd.agents.persyn import ProceduralWriter, RoutedEngine, calibrate
-    from tutorkd.agents.teacher_lm import TeacherLM
+    from tutorkd.agents.arte.char_lm import CharTeacherLM
+    from tutorkd.agents.arte.char_lm_engine import CharTeacherEngine, distribution
+    from tutorkd.agents.arte.learning_signal import ProbeGain, StudentSignals
+    from tutorkd.agents.arte.teacher import run_arte
+    from tutorkd.agents.persyn.teacher import ProceduralWriter, RoutedEngine, calibrate
     from tutorkd.generate_config import ArteConfig, PerSynConfig
     from tutorkd.protocols import GenerationContext
-    from tutorkd.students.tiny import TinyStudent
+    from tutorkd.students.student import LoRAStudent
     from tutorkd.verify import verify
 
     domain, heldout, reserved, plan = ctx["domain"], ctx["heldout"], ctx["heldout"].reserved, ctx["plan"]
@@ -87,11 +87,11 @@ def one_seed(seed: int, ctx: dict) -> dict:
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     signals = StudentSignals(ctx["base"])
-    original = TeacherLM(ctx["teacher_dir"], domain, name=f"teacher-lm:{ctx['teacher_dir'].name}")
+    original = CharTeacherLM(ctx["teacher_dir"], domain, name=f"teacher-lm:{ctx['teacher_dir'].name}")
     arte_cfg = ArteConfig()
     preference = ProbeGain(signals, domain, arte_cfg.probe_lr)
     arte = run_arte(original, signals, preference, heldout, tasks, arte_cfg, reserved, seed, work / "aligned")
-    aligned = TeacherLM(arte.aligned_dir, domain, name=f"{original.name}+dpo:s{seed}")
+    aligned = CharTeacherLM(arte.aligned_dir, domain, name=f"{original.name}+dpo:s{seed}")
     times["arte_align"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     persyn_cfg = PerSynConfig()
@@ -105,13 +105,13 @@ def one_seed(seed: int, ctx: dict) -> dict:
     )
     times["persyn_calibrate"] = time.perf_counter() - t0
     engines = {
-        "original": TeacherLMEngine(original, reserved),
-        "arte": TeacherLMEngine(aligned, reserved),
+        "original": CharTeacherEngine(original, reserved),
+        "arte": CharTeacherEngine(aligned, reserved),
         "persyn": RoutedEngine(
             {r.task: r.teacher for r in routes},
-            {n: TeacherLMEngine(w, reserved, name=n) for n, w in writers.items()},
+            {n: CharTeacherEngine(w, reserved, name=n) for n, w in writers.items()},
         ),
-        "procedural": TeacherLMEngine(ProceduralWriter(domain, reserved), reserved, name="procedural"),
+        "procedural": CharTeacherEngine(ProceduralWriter(domain, reserved), reserved, name="procedural"),
     }
     data, raw = {}, {}
     t0 = time.perf_counter()
@@ -128,7 +128,7 @@ def one_seed(seed: int, ctx: dict) -> dict:
     accuracy = {}
     for name in CONDITIONS:
         t0 = time.perf_counter()
-        student = TinyStudent(
+        student = LoRAStudent(
             domain, ctx["backend"], ctx["base"], ctx["student_cfg"], work_dir=work / name, seed=seed
         )
         student.train(data[name][:size], round=1, init=None)
@@ -252,8 +252,8 @@ def main() -> None:
     parser.add_argument("--test-per-skill", type=int, default=200, help="held-out test problems per skill")
     args = parser.parse_args()
 
-    from tutorkd.agents.policies import even_split
-    from tutorkd.agents.teacher_pretrain import pretrain_teacher
+    from tutorkd.agents.arte.char_lm_pretrain import pretrain_teacher
+    from tutorkd.agents.baselines.policies import even_split
     from tutorkd.config import ArithmeticEnvConfig, TinyStudentConfig
     from tutorkd.environments.arithmetic import ArithmeticDomain
     from tutorkd.environments.heldout import HeldOut
@@ -261,7 +261,7 @@ def main() -> None:
     from tutorkd.llm.hf_backend import TransformersBackend
     from tutorkd.schema import Plan, PlanItem
     from tutorkd.students.pretrain import pretrain_base
-    from tutorkd.students.tiny import TinyStudent
+    from tutorkd.students.student import LoRAStudent
 
     started = time.perf_counter()
     # Why epochs=2: the committed preference.json was measured with the student's earlier default (2 epochs
@@ -291,7 +291,7 @@ def main() -> None:
         "work": work,
         "student_cfg": student_cfg,
     }
-    base_acc = evaluate(TinyStudent(domain, backend, base, student_cfg, work_dir=work / "base"), test)
+    base_acc = evaluate(LoRAStudent(domain, backend, base, student_cfg, work_dir=work / "base"), test)
     seeds = []
     for seed in args.seeds:
         t0 = time.perf_counter()

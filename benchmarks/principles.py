@@ -52,8 +52,8 @@ DEFAULT_TEACHERS = ["tpd", "tpd-steps", "tpd-examples", "uniform", "open-ended"]
 
 def run_once(teacher: str, seed: int, args: argparse.Namespace, root: Path) -> dict:
     """One teaching run; per round: accuracies, the diagnosis of the validation attempts, TPD's targets."""
-    from tutorkd.agents.diagnosis import diagnose
-    from tutorkd.agents.slips import KINDS, locate_slips
+    from tutorkd.agents.tpd.diagnosis import diagnose
+    from tutorkd.agents.tpd.slips import KINDS, locate_slips
     from tutorkd.config import RunConfig
     from tutorkd.environments.arithmetic import ArithmeticDomain
     from tutorkd.plots import load_round_evals

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tutorkd.agents.arte import PreferencePair, preference_pairs, run_arte
-from tutorkd.agents.dpo import align_teacher
-from tutorkd.agents.lm_engine import TeacherLMEngine, distribution, leaf_plan
-from tutorkd.agents.persyn import ProceduralWriter, RoutedEngine, calibrate
-from tutorkd.agents.teacher_lm import Draft, TeacherLM, parse, spots, tag
-from tutorkd.agents.teacher_pretrain import pretrain_example, pretrain_teacher
+from tutorkd.agents.arte.char_lm import CharTeacherLM, Draft, parse, spots, tag
+from tutorkd.agents.arte.char_lm_engine import CharTeacherEngine, distribution, leaf_plan
+from tutorkd.agents.arte.char_lm_pretrain import pretrain_example, pretrain_teacher
+from tutorkd.agents.arte.dpo import align_teacher
+from tutorkd.agents.arte.teacher import PreferencePair, preference_pairs, run_arte
+from tutorkd.agents.persyn.teacher import ProceduralWriter, RoutedEngine, calibrate
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.heldout import HeldOut
 from tutorkd.generate_config import AlignConfig, ArteConfig, TeacherLMConfig
@@ -36,9 +36,9 @@ def teacher_cfg() -> TeacherLMConfig:
 
 
 @pytest.fixture(scope="module")
-def teacher() -> TeacherLM:
+def teacher() -> CharTeacherLM:
     """The tiny test teacher, pretrained once from its config."""
-    lm = TeacherLM(pretrain_teacher(teacher_cfg(), DOMAIN, HELDOUT.reserved), DOMAIN)
+    lm = CharTeacherLM(pretrain_teacher(teacher_cfg(), DOMAIN, HELDOUT.reserved), DOMAIN)
     yield lm
     lm.close()
 
@@ -74,8 +74,8 @@ def test_parse_recomputes_the_gold_and_counts_what_it_cannot_use() -> None:
     assert parse(DOMAIN, "add", "").reject == "malformed"
 
 
-def test_the_teacher_lm_writes_verified_examples_of_the_asked_skill(teacher: TeacherLM) -> None:
-    engine = TeacherLMEngine(teacher, HELDOUT.reserved)
+def test_the_teacher_lm_writes_verified_examples_of_the_asked_skill(teacher: CharTeacherLM) -> None:
+    engine = CharTeacherEngine(teacher, HELDOUT.reserved)
     plan = Plan(items=(PlanItem(count=12, skill_id="add"), PlanItem(count=6, skill_id="cmp.lead")))
     examples = engine.generate(plan, CONTEXT)
     stats = engine.last_stats
@@ -110,7 +110,7 @@ def test_leaf_plan_splits_branches_evenly() -> None:
 
 
 def test_probe_gain_favours_an_example_of_the_probed_skill(tiny_base: Path) -> None:
-    from tutorkd.agents.learning_signal import StudentSignals
+    from tutorkd.agents.arte.learning_signal import StudentSignals
 
     signals = StudentSignals(tiny_base)
     probe = [(p.question, DOMAIN.completion(p, "rationale")) for p in HELDOUT.val["add.carry"][:8]]
@@ -131,7 +131,7 @@ def test_probe_gain_favours_an_example_of_the_probed_skill(tiny_base: Path) -> N
 
 
 def test_preference_pairs_take_top_against_bottom_and_best_against_worst_solution() -> None:
-    from tutorkd.agents.arte import ScoredQuestion, ScoredSolution
+    from tutorkd.agents.arte.teacher import ScoredQuestion, ScoredSolution
 
     def q(question: str, scores: list[float]) -> ScoredQuestion:
         sols = tuple(
@@ -155,7 +155,7 @@ def test_preference_pairs_take_top_against_bottom_and_best_against_worst_solutio
     assert rationale == {"#add:1": ("R:1", "A:1"), "#add:3": ("R:3", "A:3"), "#add:4": ("A:4", "R:4")}
 
 
-def test_a_real_dpo_run_moves_the_teacher_towards_the_chosen(teacher: TeacherLM, tmp_path: Path) -> None:
+def test_a_real_dpo_run_moves_the_teacher_towards_the_chosen(teacher: CharTeacherLM, tmp_path: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -200,8 +200,8 @@ def test_a_real_dpo_run_moves_the_teacher_towards_the_chosen(teacher: TeacherLM,
     assert sum(moved) > 0
 
 
-def test_arte_end_to_end_on_a_small_draft(teacher: TeacherLM, tiny_base: Path, tmp_path: Path) -> None:
-    from tutorkd.agents.learning_signal import ProbeGain, StudentSignals
+def test_arte_end_to_end_on_a_small_draft(teacher: CharTeacherLM, tiny_base: Path, tmp_path: Path) -> None:
+    from tutorkd.agents.arte.learning_signal import ProbeGain, StudentSignals
 
     cfg = ArteConfig(questions=6, rationales=3, probe_per_task=4, align=AlignConfig(epochs=1, batch_size=4))
     signals = StudentSignals(tiny_base)
@@ -212,7 +212,7 @@ def test_arte_end_to_end_on_a_small_draft(teacher: TeacherLM, tiny_base: Path, t
     assert run.drafts[0].questions == len(run.scored) <= 6
     assert run.probe_per_task == {"add": 4}
     assert run.pairs and run.align.steps >= 1 and len(run.align.margins) == run.align.steps
-    aligned = TeacherLM(run.aligned_dir, DOMAIN, name="aligned")
+    aligned = CharTeacherLM(run.aligned_dir, DOMAIN, name="aligned")
     assert aligned.examples("add", 4, seed=1)  # the aligned teacher still writes
     aligned.close()
 
@@ -249,7 +249,7 @@ def test_persyn_routes_each_task_to_the_teacher_with_the_best_quality_and_learna
         writers, _FakeSignals(), ["add"], per_task=6, alpha=0.0, exclude=HELDOUT.reserved, seed=0
     )
     assert routes[0].scores["procedural"].score == routes[0].scores["direct"].score == 1.0
-    engines = {n: TeacherLMEngine(w, HELDOUT.reserved, name=n) for n, w in writers.items()}
+    engines = {n: CharTeacherEngine(w, HELDOUT.reserved, name=n) for n, w in writers.items()}
     engine = RoutedEngine({"add": "procedural", "mul": "direct"}, engines)
     examples = engine.generate(
         Plan(items=(PlanItem(count=4, skill_id="add"), PlanItem(count=3, skill_id="mul"))), CONTEXT
@@ -261,26 +261,26 @@ def test_persyn_routes_each_task_to_the_teacher_with_the_best_quality_and_learna
 def test_a_teacher_llm_writes_through_the_same_parser_and_its_garbage_is_counted(tmp_path: Path) -> None:
     from tiny_llm import build_tiny_llm
 
-    from tutorkd.agents.llm_policy import TeacherLLM
-    from tutorkd.agents.persyn import LLMWriter
+    from tutorkd.agents.persyn.teacher import LLMWriter
     from tutorkd.llm.hf_backend import TransformersBackend
+    from tutorkd.llm.structured import StructuredLLM
     from tutorkd.protocols import SamplingConfig
 
     folder = build_tiny_llm(tmp_path / "llm")
-    llm = TeacherLLM(lambda: TransformersBackend(folder), SamplingConfig(max_tokens=16), structured=False)
+    llm = StructuredLLM(lambda: TransformersBackend(folder), SamplingConfig(max_tokens=16), structured=False)
     writer = LLMWriter(llm, DOMAIN, model="tiny", temperature=1.0)
     prompt = writer.prompt("add", random.Random(0))
     assert "Add two 2-digit numbers." in prompt and prompt.count("\n") == 3  # instruction + two shots
     drafts = writer.examples("add", 3, seed=0)
     assert len(drafts) == 3 and all(d.reject is not None for d in drafts)  # a random model writes garbage
     assert llm.usage.calls == 3
-    engine = TeacherLMEngine(writer, HELDOUT.reserved, name="llm")
+    engine = CharTeacherEngine(writer, HELDOUT.reserved, name="llm")
     assert engine.generate(Plan(items=(PlanItem(count=1, skill_id="add"),)), CONTEXT) == []
     assert engine.last_stats.malformed + engine.last_stats.off_skill == engine.last_stats.sampled > 0
 
 
 def test_icl_accuracy_scores_each_candidate_as_a_one_shot_demonstration(tiny_base: Path) -> None:
-    from tutorkd.agents.learning_signal import ICLAccuracy
+    from tutorkd.agents.arte.learning_signal import ICLAccuracy
     from tutorkd.llm.hf_backend import TransformersBackend
     from tutorkd.protocols import Completion
 

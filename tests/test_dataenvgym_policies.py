@@ -9,7 +9,7 @@ from feedbacks import feedback
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tutorkd.agents.dataenvgym import (
+from tutorkd.agents.dataenvgym.policies import (
     STATE_FILE,
     SkillListPolicy,
     SkillTreePolicy,

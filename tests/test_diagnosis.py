@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from tutorkd.agents.bugs import BUGS, BUGS_BY_ID, Bug
-from tutorkd.agents.diagnosis import (
+from tutorkd.agents.tpd.bugs import BUGS, BUGS_BY_ID, Bug
+from tutorkd.agents.tpd.diagnosis import (
     Diagnosis,
     PrincipleTracker,
     diagnose,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from tiny_llm import build_tiny_llm
 
-from tutorkd.agents.discovery import cluster, discover_skills, load_problems, normalise
-from tutorkd.agents.llm_policy import TeacherLLM
-from tutorkd.agents.profile import build_profile
+from tutorkd.agents.stat.profile import build_profile
 from tutorkd.config import TeacherLLMConfig
+from tutorkd.environments.discovery import cluster, discover_skills, load_problems, normalise
+from tutorkd.llm.structured import StructuredLLM
 from tutorkd.protocols import Completion, SamplingConfig
 from tutorkd.schema import Attempt, Feedback, StructureLevel, StudentVersion
 
@@ -74,7 +74,7 @@ def test_clustering_groups_similar_labels_within_k_and_numbers_by_first_appearan
 
 
 def test_discovery_counts_invalid_labels_and_maps_every_question() -> None:
-    llm = TeacherLLM(LabelBackend, SamplingConfig(max_tokens=40), structured=True)
+    llm = StructuredLLM(LabelBackend, SamplingConfig(max_tokens=40), structured=True)
     found = discover_skills(PROBLEMS, llm, k=4)
     assert found.invalid == {"invalid_json": 4, "no_letters": 1}  # 4 time problems, 1 equal share
     assert set(found.assignment) == {p.id for p in PROBLEMS}
@@ -92,7 +92,7 @@ def test_discovery_counts_invalid_labels_and_maps_every_question() -> None:
 
 
 def test_discovered_skills_label_open_ended_errors_for_the_profile() -> None:
-    found = discover_skills(PROBLEMS, TeacherLLM(LabelBackend, SamplingConfig(), structured=True), k=4)
+    found = discover_skills(PROBLEMS, StructuredLLM(LabelBackend, SamplingConfig(), structured=True), k=4)
     wrong = [Attempt(problem=p.model_copy(update={"id": f"x:{p.question}"}), output="A:0", parsed_answer="0",
                      correct=False) for p in PROBLEMS[:10]]
     unknown = Attempt(problem=PROBLEMS[0].model_copy(update={"question": "What is 2+2?"}), output="A:5",
@@ -108,7 +108,7 @@ def test_discovered_skills_label_open_ended_errors_for_the_profile() -> None:
 
 def test_a_tiny_random_llm_runs_the_whole_pipeline(tmp_path: Path) -> None:
     model = build_tiny_llm(tmp_path / "llm")
-    llm = TeacherLLM.from_config(TeacherLLMConfig(model=str(model), backend="transformers", max_tokens=40,
+    llm = StructuredLLM.from_config(TeacherLLMConfig(model=str(model), backend="transformers", max_tokens=40,
                                                   temperature=1.0))
     try:
         found = discover_skills(PROBLEMS, llm, k=5, seed=1)

@@ -19,7 +19,7 @@ from tutorkd.evals.runs import parse_student_ref
 from tutorkd.evals.suite import EvalConfig, run_suite
 from tutorkd.protocols import Completion, SamplingConfig
 from tutorkd.schema import Attempt, Example, Problem, StudentVersion
-from tutorkd.students.tiny import TinyStudent
+from tutorkd.students.student import LoRAStudent
 
 REPO = Path(__file__).resolve().parents[1]
 R1 = StudentVersion(name="r1", round=1, adapter_path=None, lora_int_id=1)
@@ -165,12 +165,12 @@ class RecordingBackend:
 
 def test_base_and_trained_versions_get_identical_prompts(domain, sets, tmp_path):
     """DataEnvGym prompted its base few-shot and its trained students zero-shot; here both go through
-    the same ``TinyStudent.answer``, so the prompts must be the very same strings."""
+    the same ``LoRAStudent.answer``, so the prompts must be the very same strings."""
     adapter = tmp_path / "adapters" / "r1"
     adapter.mkdir(parents=True)
     r1 = StudentVersion(name="r1", round=1, adapter_path=str(adapter), lora_int_id=1)
     backend = RecordingBackend()
-    student = TinyStudent(domain, backend, tmp_path, TinyStudentConfig(), work_dir=tmp_path)
+    student = LoRAStudent(domain, backend, tmp_path, TinyStudentConfig(), work_dir=tmp_path)
     run_suite(EvalConfig(name="t", splits=("val", "test")), student, r1, domain.tree, sets)
     prompts = {(version, tuple(batch)): params for version, batch, params in backend.calls}
     assert {v for v, _ in prompts} == {"base", "r1"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tutorkd.agents.explanation_budget import NONE, _hull, cost_curves, one_style, personalized
+from tutorkd.agents.tom.explanation_budget import NONE, _hull, cost_curves, one_style, personalized
 
 
 def test_the_hull_drops_dominated_and_concave_options() -> None:

@@ -17,13 +17,14 @@ import pytest
 from feedbacks import feedback
 from tiny_llm import build_tiny_llm
 
-from tutorkd.agents.dataenvgym import SkillListPolicy, SkillTreePolicy
-from tutorkd.agents.llm_policy import LLMSkillListPolicy, LLMSkillTreePolicy, TeacherLLM
-from tutorkd.agents.procedural import ProceduralEngine
-from tutorkd.agents.profile import LLMSkillLabeler, build_profile
+from tutorkd.agents.baselines.procedural import ProceduralEngine
+from tutorkd.agents.dataenvgym.llm_policies import LLMSkillListPolicy, LLMSkillTreePolicy
+from tutorkd.agents.dataenvgym.policies import SkillListPolicy, SkillTreePolicy
+from tutorkd.agents.stat.profile import LLMSkillLabeler, build_profile
 from tutorkd.agents.teacher import Teacher, build_teacher
 from tutorkd.config import SkillPolicyConfig, TeacherConfig, load_config
 from tutorkd.environments.arithmetic import ArithmeticDomain
+from tutorkd.llm.structured import StructuredLLM
 from tutorkd.protocols import Completion, SamplingConfig
 from tutorkd.schema import StudentVersion, TeacherUsage
 
@@ -50,9 +51,9 @@ class ScriptedBackend:
         pass
 
 
-def scripted(*texts: str, structured: bool = True) -> tuple[TeacherLLM, ScriptedBackend]:
+def scripted(*texts: str, structured: bool = True) -> tuple[StructuredLLM, ScriptedBackend]:
     backend = ScriptedBackend(*texts)
-    return TeacherLLM(lambda: backend, SamplingConfig(max_tokens=64), structured), backend
+    return StructuredLLM(lambda: backend, SamplingConfig(max_tokens=64), structured), backend
 
 
 def action(kind: str, **amounts: int) -> str:
@@ -170,8 +171,9 @@ sys.path.insert(0, {tests!r})
 from pathlib import Path
 from feedbacks import feedback
 from tiny_llm import build_tiny_llm, imitate
-from tutorkd.agents.dataenvgym import SkillTreePolicy
-from tutorkd.agents.llm_policy import LLMAction, LLMSkillTreePolicy, TeacherLLM
+from tutorkd.agents.dataenvgym.policies import SkillTreePolicy
+from tutorkd.agents.dataenvgym.llm_policies import LLMAction, LLMSkillTreePolicy
+from tutorkd.llm.structured import StructuredLLM
 from tutorkd.config import SkillPolicyConfig, TeacherLLMConfig
 from tutorkd.environments.arithmetic import ArithmeticDomain
 
@@ -188,7 +190,7 @@ def compact_action():
 actions = [compact_action() for _ in range(300)]
 model = imitate(build_tiny_llm(Path({out!r})), actions)
 cfg = TeacherLLMConfig(model=str(model), temperature=1.0, max_tokens=200, max_model_len=2048)
-llm = TeacherLLM.from_config(cfg)
+llm = StructuredLLM.from_config(cfg)
 policy = LLMSkillTreePolicy(llm, SkillTreePolicy(90, "rationale", SkillPolicyConfig()))
 rounds = []
 for k in range(2):

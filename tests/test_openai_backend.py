@@ -55,16 +55,16 @@ def reference(tiny_base: Path):
 @pytest.fixture(scope="module")
 def taught(backend, domain, tiny_base: Path, tiny_cfg: TinyStudentConfig,
            tmp_path_factory: pytest.TempPathFactory):
-    """A one-round teaching loop (uniform teacher, procedural engine) whose student is a ``TinyStudent``
+    """A one-round teaching loop (uniform teacher, procedural engine) whose student is a ``LoRAStudent``
     answering through the OpenAI client: returns the run directory and the student."""
     from tutorkd.agents.teacher import build_teacher
     from tutorkd.environments.env import make_env
     from tutorkd.loop import TeachingLoop
-    from tutorkd.students.tiny import TinyStudent
+    from tutorkd.students.student import LoRAStudent
 
     run_dir = tmp_path_factory.mktemp("run")
     env_cfg = ArithmeticEnvConfig(test_per_skill=10, val_per_skill=10, budget=90, rounds=1)
-    student = TinyStudent(domain, backend, tiny_base, tiny_cfg, work_dir=run_dir, seed=0)
+    student = LoRAStudent(domain, backend, tiny_base, tiny_cfg, work_dir=run_dir, seed=0)
     env = make_env(env_cfg, student, domain, work_dir=run_dir)
     teacher = build_teacher(TeacherConfig(name="uniform", policy="uniform", per_round=90), domain,
                             exclude=env.heldout.questions)

@@ -256,7 +256,7 @@ def test_a_dataset_environment_without_a_real_student_is_refused_on_the_command_
 
 
 def test_pool_problems_pass_the_engine_and_the_verifier_and_held_out_ones_do_not(gsm8k) -> None:
-    from tutorkd.agents.procedural import ProceduralEngine
+    from tutorkd.agents.baselines.procedural import ProceduralEngine
     from tutorkd.protocols import GenerationContext
     from tutorkd.schema import Plan, PlanItem
     from tutorkd.verify import verify

@@ -1,10 +1,10 @@
-"""Step-level diagnosis (``tutorkd.agents.slips``): each wrong worked answer at its first wrong step."""
+"""Step-level diagnosis (``tutorkd.agents.tpd.slips``): each wrong worked answer at its first wrong step."""
 
 from __future__ import annotations
 
 import pytest
 
-from tutorkd.agents.slips import first_slip, locate_slips, render_slips, steps
+from tutorkd.agents.tpd.slips import first_slip, locate_slips, render_slips, steps
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.schema import Attempt
 

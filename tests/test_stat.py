@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from feedbacks import feedback
 
-from tutorkd.agents.profile import EnvironmentLabels, SkillProfile, build_profile
-from tutorkd.agents.stat import (
+from tutorkd.agents.stat.profile import EnvironmentLabels, SkillProfile, build_profile
+from tutorkd.agents.stat.teacher import (
     PoolEngine,
     ProceduralSolver,
     SkillPool,

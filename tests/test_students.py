@@ -1,4 +1,4 @@
-"""The tiny student: char tokenizer, cached pretraining, LoRA training, and ``TinyStudent`` end to end."""
+"""The tiny student: char tokenizer, cached pretraining, LoRA training, and ``LoRAStudent`` end to end."""
 
 from __future__ import annotations
 
@@ -159,9 +159,9 @@ def test_hf_backend_reloads_an_adapter_id_that_names_new_weights(trained, tiny_b
 
 def test_tiny_student_trains_then_answers_better(tiny_base, tiny_cfg, domain, tmp_path):
     from tutorkd.llm.hf_backend import TransformersBackend
-    from tutorkd.students.tiny import TinyStudent
+    from tutorkd.students.student import LoRAStudent
 
-    student = TinyStudent(domain, TransformersBackend(tiny_base), tiny_base, tiny_cfg, tmp_path, seed=0)
+    student = LoRAStudent(domain, TransformersBackend(tiny_base), tiny_base, tiny_cfg, tmp_path, seed=0)
     problems = domain.sample("add.no_carry", 64, random.Random(7))
     before = student.answer(problems)
     version = student.train(examples(domain, problems, style="rationale"), round=1, init=None)

@@ -23,14 +23,15 @@ from feedbacks import attempts, feedback
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tutorkd.agents.dataenvgym import SkillListPolicy
-from tutorkd.agents.llm_policy import LLMSkillListPolicy, TeacherLLM
-from tutorkd.agents.procedural import _AnyOf
-from tutorkd.agents.profile import LLMSkillLabeler
-from tutorkd.agents.stat import LLMSolver, SkillPool, SynthesisEngine
+from tutorkd.agents.baselines.procedural import _AnyOf
+from tutorkd.agents.dataenvgym.llm_policies import LLMSkillListPolicy
+from tutorkd.agents.dataenvgym.policies import SkillListPolicy
+from tutorkd.agents.stat.profile import LLMSkillLabeler
+from tutorkd.agents.stat.teacher import LLMSolver, SkillPool, SynthesisEngine
 from tutorkd.config import SkillPolicyConfig
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.heldout import HeldOut, normalize
+from tutorkd.llm.structured import StructuredLLM
 from tutorkd.protocols import Completion, GenerationContext, SamplingConfig
 from tutorkd.schema import Example, GeneratorParams, Plan, PlanItem, Problem, Provenance, StudentVersion
 from tutorkd.verify import REASONS, verify
@@ -62,9 +63,9 @@ class Scripted:
         pass
 
 
-def llm(texts: Sequence[str]) -> TeacherLLM:
+def llm(texts: Sequence[str]) -> StructuredLLM:
     backend = Scripted(texts)
-    return TeacherLLM(lambda: backend, SamplingConfig(max_tokens=64), structured=True)
+    return StructuredLLM(lambda: backend, SamplingConfig(max_tokens=64), structured=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -366,7 +367,7 @@ def test_llm_solutions_never_train_anything_but_the_exact_worked_solution(
     kinds: list[str], seed: int
 ) -> None:
     writer = SolutionWriter(kinds, random.Random(seed))
-    solver = LLMSolver(TeacherLLM(lambda: writer, SamplingConfig(max_tokens=64), structured=False), DOMAIN)
+    solver = LLMSolver(StructuredLLM(lambda: writer, SamplingConfig(max_tokens=64), structured=False), DOMAIN)
     engine = SynthesisEngine(DOMAIN, POOL, solver, HELDOUT.reserved)
     plan = Plan(
         items=(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tutorkd.agents.policies import ErrorDrivenPolicy, UniformPolicy, even_split
-from tutorkd.agents.procedural import ProceduralEngine
+from tutorkd.agents.baselines.policies import ErrorDrivenPolicy, UniformPolicy, even_split
+from tutorkd.agents.baselines.procedural import ProceduralEngine
 from tutorkd.agents.teacher import build_teacher
 from tutorkd.config import TeacherConfig, load_config
 from tutorkd.environments.arithmetic import ArithmeticDomain
@@ -201,7 +201,7 @@ def test_an_exhausted_skill_yields_fewer_examples_with_a_warning(caplog: pytest.
     plan = Plan(
         items=(PlanItem(count=space + 5, skill_id="mul.by_digit"), PlanItem(count=3, skill_id="add.carry"))
     )
-    with caplog.at_level(logging.WARNING, logger="tutorkd.agents.procedural"):
+    with caplog.at_level(logging.WARNING, logger="tutorkd.agents.baselines.procedural"):
         examples = ProceduralEngine(DOMAIN).generate(plan, CONTEXT)
     assert [e.provenance.skill_id for e in examples] == ["mul.by_digit"] * space + ["add.carry"] * 3
     assert f"made {space} of {space + 5} examples" in caplog.text

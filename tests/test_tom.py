@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from feedbacks import feedback
 
-from tutorkd.agents.calibration import auc, calibration
-from tutorkd.agents.interventions import (
+from tutorkd.agents.teacher import build_teacher
+from tutorkd.agents.tom.calibration import auc, calibration
+from tutorkd.agents.tom.interventions import (
     STRATEGIES,
     ItemSignals,
     budget_curve,
@@ -24,14 +25,13 @@ from tutorkd.agents.interventions import (
     flip_demonstrations,
     strategy_scores,
 )
-from tutorkd.agents.mental_models import (
+from tutorkd.agents.tom.mental_models import (
     LogisticStudentModel,
     SimulatedStudent,
     TransformersScorer,
     simulation_demos,
 )
-from tutorkd.agents.teacher import build_teacher
-from tutorkd.agents.tom import LLMExplainer, ToMPolicy, personalized_demos
+from tutorkd.agents.tom.teacher import LLMExplainer, ToMPolicy, personalized_demos
 from tutorkd.config import TeacherConfig, ToMConfig
 from tutorkd.protocols import Completion, GenerationContext, SamplingConfig
 from tutorkd.schema import Attempt, Problem, StudentVersion
@@ -286,9 +286,9 @@ def test_tom_teacher_caps_each_skill_and_replays_every_skill(domain) -> None:
 @pytest.mark.vllm
 def test_real_student_uses_explanations_and_is_misled_by_wrong_ones(vllm_backend, tiny_base, tiny_cfg, domain,
                                                                     tmp_path) -> None:
-    from tutorkd.students.tiny import TinyStudent
+    from tutorkd.students.student import LoRAStudent
 
-    student = TinyStudent(domain, vllm_backend, tiny_base, tiny_cfg, tmp_path)
+    student = LoRAStudent(domain, vllm_backend, tiny_base, tiny_cfg, tmp_path)
     rng = random.Random(0)
     problems = [p for s in domain.tree.leaves() for p in domain.sample(s, 6, rng)]
     alone, full, wrong = (np.mean([a.correct for a in student.answer(problems, e)]) for e in (

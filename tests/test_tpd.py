@@ -13,8 +13,10 @@ import pytest
 from pydantic import ValidationError
 from test_llm_policy import ScriptedBackend, scripted
 
-from tutorkd.agents.bugs import BUGS, BUGS_BY_ID
-from tutorkd.agents.principles import (
+from tutorkd.agents.baselines.procedural import has_step
+from tutorkd.agents.teacher import build_teacher
+from tutorkd.agents.tpd.bugs import BUGS, BUGS_BY_ID
+from tutorkd.agents.tpd.principles import (
     LLMPrinciples,
     PrincipleSet,
     ProceduralPrinciples,
@@ -23,9 +25,7 @@ from tutorkd.agents.principles import (
     rewrite_instruction,
     select_examples,
 )
-from tutorkd.agents.procedural import has_step
-from tutorkd.agents.teacher import build_teacher
-from tutorkd.agents.tpd import DiagnosticDomain, DiscriminatingEngine, TPDPolicy, signature
+from tutorkd.agents.tpd.teacher import DiagnosticDomain, DiscriminatingEngine, TPDPolicy, signature
 from tutorkd.config import TeacherConfig, TPDConfig, load_config
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.io import write_json
@@ -306,8 +306,8 @@ import random, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from tiny_llm import build_tiny_llm
-from tutorkd.agents.llm_policy import TeacherLLM
-from tutorkd.agents.principles import LLMPrinciples
+from tutorkd.llm.structured import StructuredLLM
+from tutorkd.agents.tpd.principles import LLMPrinciples
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.llm.vllm_backend import VLLMBackend
 from tutorkd.protocols import SamplingConfig
@@ -318,7 +318,7 @@ problems = domain.sample("add.carry", 3, random.Random(0))
 attempts = [Attempt(problem=p, output="A:1", parsed_answer="1", correct=False) for p in problems]
 backend = VLLMBackend(build_tiny_llm(Path(sys.argv[2]) / "llm"), max_lora_rank=8, max_model_len=2048)
 try:
-    llm = TeacherLLM(lambda: backend, SamplingConfig(max_tokens=300, temperature=1.0), structured=True)
+    llm = StructuredLLM(lambda: backend, SamplingConfig(max_tokens=300, temperature=1.0), structured=True)
     pset = LLMPrinciples(llm, domain.tree.leaves(), max_principles=2, max_chars=12).principles(attempts)
     print("RESULT", pset.model_dump_json())
     print("USAGE", llm.usage.model_dump_json())

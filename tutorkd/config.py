@@ -231,7 +231,7 @@ class TPDConfig(Config):
     """Errors no active principle explains: ``like`` gives them their share of the rest of the round (by
     their number) as new problems like each one, as the open-ended teacher does; ``steps`` does the same
     except for errors whose first wrong step is a fact slip (``7*8=44``), which get problems of their
-    skill that have that step (``tutorkd.agents.slips``); ``ignore`` spends it all on the principles
+    skill that have that step (``tutorkd.agents.tpd.slips``); ``ignore`` spends it all on the principles
     (the paper's TPD; wasteful when the bug library explains few of the errors)."""
     min_count: int = Field(2, ge=1)
     """A principle becomes active when its bug explains at least this many errors in one round."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tutorkd.agents.dpo import AlignStats
-from tutorkd.agents.lm_engine import TeacherDistribution
-from tutorkd.agents.persyn import Route
+from tutorkd.agents.arte.char_lm_engine import TeacherDistribution
+from tutorkd.agents.arte.dpo import AlignStats
+from tutorkd.agents.persyn.teacher import Route
 from tutorkd.schema import Record
 
 

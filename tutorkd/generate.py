@@ -22,10 +22,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from tutorkd.agents.arte import ArteRun
-from tutorkd.agents.learning_signal import PreferenceSignal, StudentSignals
-from tutorkd.agents.lm_engine import Writer, distribution
-from tutorkd.agents.persyn import Route
+from tutorkd.agents.arte.char_lm_engine import Writer, distribution
+from tutorkd.agents.arte.learning_signal import PreferenceSignal, StudentSignals
+from tutorkd.agents.arte.teacher import ArteRun
+from tutorkd.agents.persyn.teacher import Route
 from tutorkd.config import ConfigError, TeacherConfig
 from tutorkd.dataset_card import DatasetCard, render_card
 from tutorkd.environments.arithmetic import ArithmeticDomain
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def _plan(cfg: GenerateConfig, domain: ArithmeticDomain) -> Plan:
-    from tutorkd.agents.policies import even_split
+    from tutorkd.agents.baselines.policies import even_split
 
     tasks = list(cfg.tasks or domain.tree.children(None))
     nodes = {s.id for s in domain.tree.nodes}
@@ -76,18 +76,18 @@ def generate_dataset(cfg: GenerateConfig, on_status: Callable[[str], None] = lam
     if cfg.method == "stat_syn":
         engine, plan, teacher, selection = _stat_syn(cfg, domain, heldout, base, work)
     else:
-        from tutorkd.agents.lm_engine import TeacherLMEngine
-        from tutorkd.agents.teacher_lm import TeacherLM
-        from tutorkd.agents.teacher_pretrain import pretrain_teacher
+        from tutorkd.agents.arte.char_lm import CharTeacherLM
+        from tutorkd.agents.arte.char_lm_engine import CharTeacherEngine
+        from tutorkd.agents.arte.char_lm_pretrain import pretrain_teacher
 
         on_status("preparing the teacher LM (cached by recipe)")
         folder = cfg.teacher_lm.model or pretrain_teacher(cfg.teacher_lm, domain, heldout.reserved)
-        teacher_lm = TeacherLM(folder, domain, cfg.teacher_lm.temperature)
+        teacher_lm = CharTeacherLM(folder, domain, cfg.teacher_lm.temperature)
         signals = StudentSignals(base, cfg.adapter)
         tasks = [i.skill_id for i in plan.items if i.skill_id is not None]
-        aligned: TeacherLM | None = None
+        aligned: CharTeacherLM | None = None
         if cfg.method == "arte" or "aligned_lm" in cfg.persyn.teachers:
-            from tutorkd.agents.arte import run_arte
+            from tutorkd.agents.arte.teacher import run_arte
 
             on_status("ARTE: drafting, collecting the student's preferences, aligning the teacher (DPO)")
             arte = run_arte(
@@ -101,21 +101,21 @@ def generate_dataset(cfg: GenerateConfig, on_status: Callable[[str], None] = lam
                 cfg.seed,
                 work / "aligned-teacher",
             )
-            aligned = TeacherLM(
+            aligned = CharTeacherLM(
                 arte.aligned_dir,
                 domain,
                 cfg.teacher_lm.temperature,
                 name=f"{teacher_lm.name}+dpo:s{cfg.seed}",
             )
         if cfg.method == "arte" and aligned is not None and arte is not None:
-            engine, teacher = TeacherLMEngine(aligned, heldout.reserved), aligned.name
+            engine, teacher = CharTeacherEngine(aligned, heldout.reserved), aligned.name
             selection = (
                 f"ARTE: {sum(d.questions for d in arte.drafts)} draft questions x "
                 f"{cfg.arte.rationales} solutions scored by the student's probe-loss reduction after "
                 f"one SGD step; {len(arte.pairs)} DPO pairs aligned the teacher, which wrote the data"
             )
         else:
-            from tutorkd.agents.persyn import RoutedEngine, calibrate
+            from tutorkd.agents.persyn.teacher import RoutedEngine, calibrate
 
             writers = _writers(cfg, domain, heldout, teacher_lm, aligned)
             on_status(f"PerSyn: calibrating {len(writers)} teachers on the student")
@@ -127,7 +127,7 @@ def generate_dataset(cfg: GenerateConfig, on_status: Callable[[str], None] = lam
             )
             engine = RoutedEngine(
                 {r.task: r.teacher for r in routes},
-                {n: TeacherLMEngine(w, heldout.reserved, name=n) for n, w in writers.items()},
+                {n: CharTeacherEngine(w, heldout.reserved, name=n) for n, w in writers.items()},
             )
             teacher = ", ".join(f"{r.task}->{writers[r.teacher].name}" for r in routes)
             selection = (
@@ -144,7 +144,7 @@ def _preference_signal(
     cfg: GenerateConfig, domain: ArithmeticDomain, signals: StudentSignals, base: Path
 ) -> PreferenceSignal:
     """ARTE's preference signal of the spec's student (``arte.signal``)."""
-    from tutorkd.agents.learning_signal import ICLAccuracy, ProbeGain
+    from tutorkd.agents.arte.learning_signal import ICLAccuracy, ProbeGain
 
     if cfg.arte.signal == "probe_gain":
         return ProbeGain(signals, domain, cfg.arte.probe_lr)
@@ -166,7 +166,7 @@ def _writers(
     aligned: Writer | None,
 ) -> dict[str, Writer]:
     """The PerSyn teacher pool of the spec (``aligned`` is the ARTE-aligned teacher LM, if one was made)."""
-    from tutorkd.agents.persyn import LLMWriter, ProceduralWriter
+    from tutorkd.agents.persyn.teacher import LLMWriter, ProceduralWriter
 
     writers: dict[str, Writer] = {}
     for name in cfg.persyn.teachers:
@@ -177,11 +177,11 @@ def _writers(
         elif name == "aligned_lm" and aligned is not None:
             writers[name] = aligned
         elif name == "llm" and cfg.persyn.llm is not None:
-            from tutorkd.agents.llm_policy import TeacherLLM
+            from tutorkd.llm.structured import StructuredLLM
 
             llm = cfg.persyn.llm
             writers[name] = LLMWriter(
-                TeacherLLM.from_config(llm), domain, llm.model, max(llm.temperature, 0.7)
+                StructuredLLM.from_config(llm), domain, llm.model, max(llm.temperature, 0.7)
             )
         else:  # the config validators make this unreachable
             raise ConfigError(f"persyn.teachers: {name} is not available")
@@ -195,10 +195,10 @@ def _stat_syn(
     from tutorkd.agents.teacher import build_teacher
     from tutorkd.llm.hf_backend import TransformersBackend
     from tutorkd.schema import StudentVersion
-    from tutorkd.students.tiny import TinyStudent
+    from tutorkd.students.student import LoRAStudent
 
     backend = TransformersBackend(base)
-    student = TinyStudent(domain, backend, base, cfg.student, work_dir=work, seed=cfg.seed)
+    student = LoRAStudent(domain, backend, base, cfg.student, work_dir=work, seed=cfg.seed)
     if cfg.adapter is not None:
         student.use(StudentVersion(name="given", round=1, adapter_path=cfg.adapter, lora_int_id=1))
     attempts = student.answer(heldout.val_problems())
@@ -279,10 +279,10 @@ def _write(
                 "task": [p.task for p in pairs],
             }
         ).save_to_disk(work / "preference")
-    from tutorkd.agents.lm_engine import TeacherLMEngine
-    from tutorkd.agents.persyn import RoutedEngine
+    from tutorkd.agents.arte.char_lm_engine import CharTeacherEngine
+    from tutorkd.agents.persyn.teacher import RoutedEngine
 
-    stats = engine.last_stats if isinstance(engine, TeacherLMEngine | RoutedEngine) else None
+    stats = engine.last_stats if isinstance(engine, CharTeacherEngine | RoutedEngine) else None
     card = DatasetCard(
         name=cfg.name,
         method=cfg.method,

@@ -125,14 +125,14 @@ def build_loop(cfg: RunConfig, run_dir: Path, on_event: Callable[[LoopEvent], No
         student = build_hf_student(cfg, domain, run_dir)
     else:
         from tutorkd.students.pretrain import pretrain_base
-        from tutorkd.students.tiny import TinyStudent
+        from tutorkd.students.student import LoRAStudent
 
         mix = cfg.student.pretrain_mix or domain.default_pretrain_mix
         on_event(LoopEvent(node="setup", round=0, message="preparing the base student (cached by recipe)"))
         base_dir = pretrain_base(cfg.student, domain, mix, exclude=exclude)
         on_event(LoopEvent(node="setup", round=0, message=f"base student: {base_dir}"))
         backend = build_backend(cfg, base_dir, run_dir)
-        student = TinyStudent(domain, backend, base_dir, cfg.student, work_dir=run_dir, seed=cfg.seed)
+        student = LoRAStudent(domain, backend, base_dir, cfg.student, work_dir=run_dir, seed=cfg.seed)
     if not (run_dir / "heldout.json").exists():
         # Why: a later version of tutorkd may draw other sets from the same config; saving them keeps
         # this run's evaluations and contamination checks reproducible.

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from tutorkd.agents.dataenvgym import SkillListPolicy, SkillTreePolicy
-from tutorkd.agents.llm_policy import LLMSkillListPolicy, LLMSkillTreePolicy, TeacherLLM
-from tutorkd.agents.policies import ErrorDrivenPolicy, UniformPolicy
-from tutorkd.agents.procedural import ProceduralEngine
-from tutorkd.agents.profile import EnvironmentLabels, LLMSkillLabeler
-from tutorkd.agents.stat import (
+from tutorkd.agents.baselines.policies import ErrorDrivenPolicy, UniformPolicy
+from tutorkd.agents.baselines.procedural import ProceduralEngine
+from tutorkd.agents.dataenvgym.llm_policies import LLMSkillListPolicy, LLMSkillTreePolicy
+from tutorkd.agents.dataenvgym.policies import SkillListPolicy, SkillTreePolicy
+from tutorkd.agents.stat.profile import EnvironmentLabels, LLMSkillLabeler
+from tutorkd.agents.stat.teacher import (
     LLMSolver,
     PoolEngine,
     ProceduralSolver,
@@ -26,9 +26,10 @@ from tutorkd.agents.stat import (
     StatPolicy,
     SynthesisEngine,
 )
-from tutorkd.agents.tom import ItemEngine, ToMPolicy
-from tutorkd.agents.tpd import DiscriminatingEngine, TPDPolicy
+from tutorkd.agents.tom.teacher import ItemEngine, ToMPolicy
+from tutorkd.agents.tpd.teacher import DiscriminatingEngine, TPDPolicy
 from tutorkd.config import TeacherConfig
+from tutorkd.llm.structured import StructuredLLM
 from tutorkd.protocols import Domain, Engine, GenerationContext, Policy, Student
 from tutorkd.schema import Example, Feedback, Plan, Record
 
@@ -55,13 +56,13 @@ def _leaves(domain: Domain) -> list[str]:
     return domain.tree.leaves()
 
 
-def _llm(llm: TeacherLLM | None) -> TeacherLLM:
+def _llm(llm: StructuredLLM | None) -> StructuredLLM:
     if llm is None:  # TeacherConfig's validator makes this unreachable from a config
         raise ValueError("this teacher needs an llm block in its config")
     return llm
 
 
-def _stat_policy(cfg: TeacherConfig, domain: Domain, llm: TeacherLLM | None) -> Policy:
+def _stat_policy(cfg: TeacherConfig, domain: Domain, llm: StructuredLLM | None) -> Policy:
     leaves = set(_leaves(domain))
     labeler = (LLMSkillLabeler(_llm(llm), [n for n in domain.tree.nodes if n.id in leaves])
                if cfg.stat.labeler == "llm" else EnvironmentLabels())
@@ -69,7 +70,7 @@ def _stat_policy(cfg: TeacherConfig, domain: Domain, llm: TeacherLLM | None) -> 
                       cfg.stat.replay_share)
 
 
-POLICIES: dict[str, Callable[[TeacherConfig, Domain, TeacherLLM | None], Policy]] = {
+POLICIES: dict[str, Callable[[TeacherConfig, Domain, StructuredLLM | None], Policy]] = {
     "uniform": lambda cfg, domain, llm: UniformPolicy(_leaves(domain), cfg.per_round, cfg.style),
     "error_driven": lambda cfg, domain, llm: ErrorDrivenPolicy(_leaves(domain), cfg.per_round, cfg.style),
     "stat": _stat_policy,
@@ -89,14 +90,15 @@ def _pool(cfg: TeacherConfig, domain: Domain, exclude: Container[str]) -> SkillP
     return SkillPool(domain, cfg.stat.pool_per_skill, cfg.stat.pool_seed, exclude)
 
 
-def _synthesis(cfg: TeacherConfig, domain: Domain, exclude: Container[str], llm: TeacherLLM | None) -> Engine:
+def _synthesis(cfg: TeacherConfig, domain: Domain, exclude: Container[str],
+               llm: StructuredLLM | None) -> Engine:
     solver = (LLMSolver(_llm(llm), domain, cfg.stat.solver_temperature) if cfg.stat.solver == "llm"
               else ProceduralSolver(domain))
     return SynthesisEngine(domain, _pool(cfg, domain, exclude), solver, exclude, cfg.stat.solutions,
                            cfg.stat.min_agree, cfg.stat.references)
 
 
-ENGINES: dict[str, Callable[[TeacherConfig, Domain, Container[str], TeacherLLM | None], Engine]] = {
+ENGINES: dict[str, Callable[[TeacherConfig, Domain, Container[str], StructuredLLM | None], Engine]] = {
     "procedural": lambda cfg, domain, exclude, llm: ProceduralEngine(domain, exclude),
     "stat_pool": lambda cfg, domain, exclude, llm: PoolEngine(domain, _pool(cfg, domain, exclude)),
     "stat_synthesis": _synthesis,
@@ -113,7 +115,7 @@ class Teacher:
     name: str
     policy: Policy
     engine: Engine
-    llm: TeacherLLM | None = None
+    llm: StructuredLLM | None = None
     """The teacher's own language model, if it uses one (its token usage is one of the views)."""
 
     def plan(self, feedback: Feedback) -> Plan:
@@ -154,7 +156,7 @@ def build_teacher(cfg: TeacherConfig, domain: Domain, exclude: Container[str] = 
     ``student`` is required by policies that quiz the student (``tom``) and ignored by the others.
     The teacher LLM, if any, starts on its first call, so building is cheap.
     """
-    llm = TeacherLLM.from_config(cfg.llm) if cfg.llm is not None else None
+    llm = StructuredLLM.from_config(cfg.llm) if cfg.llm is not None else None
     policy = POLICIES[cfg.policy](cfg, domain, llm)
     if isinstance(policy, Quizzing):
         if student is None:

@@ -22,7 +22,7 @@ calculation steps, ``long``: more), e.g. ``mixed.long``; steps are the ``<<...>>
 solution's lines where there are none) and operators are those between two numbers. Either dataset can
 instead take a ``labels_file``: JSONL rows ``{"question", "skill"}`` (a dotted ``branch.leaf`` id makes
 a two-level tree) or the ``DiscoveredSkills`` JSON of the skill-discovery pipeline
-(``tutorkd.agents.discovery``); questions it does not label are dropped and counted.
+(``tutorkd.environments.discovery``); questions it does not label are dropped and counted.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def read_labels(path: str) -> tuple[dict[str, str], tuple[Skill, ...]]:
                           "DiscoveredSkills JSON")
     descriptions: dict[str, str] = {}
     if file.suffix == ".json":
-        from tutorkd.agents.discovery import DiscoveredSkills
+        from tutorkd.environments.discovery import DiscoveredSkills
 
         found = DiscoveredSkills.model_validate_json(file.read_text())
         labels = {normalize(found.questions[pid]): cat for pid, cat in found.assignment.items()}

@@ -58,7 +58,7 @@ def run_version(run_dir: Path, k: int) -> StudentVersion:
             f"{run_dir}: round {k} has no adapter ({adapter} is missing); "
             f"the last finished round is {last_round(run_dir)}"
         )
-    # Why lora id k: the same id TinyStudent.train gives round k, one per version on the engine.
+    # Why lora id k: the same id LoRAStudent.train gives round k, one per version on the engine.
     return StudentVersion(name=f"r{k}", round=k, adapter_path=str(adapter.resolve()), lora_int_id=k)
 
 
@@ -124,7 +124,7 @@ def evaluate_run(
     """
     from tutorkd.environments.arithmetic import ArithmeticDomain
     from tutorkd.run import build_backend, load_run_config
-    from tutorkd.students.tiny import TinyStudent
+    from tutorkd.students.student import LoRAStudent
 
     run_cfg = load_run_config(run_dir)
     k = last_round(run_dir) if k is None else k
@@ -136,7 +136,7 @@ def evaluate_run(
     domain = ArithmeticDomain()
     backend = build_backend(run_cfg, base_dir, run_dir)
     try:
-        student = TinyStudent(domain, backend, base_dir, run_cfg.student, work_dir=run_dir, seed=run_cfg.seed)
+        student = LoRAStudent(domain, backend, base_dir, run_cfg.student, work_dir=run_dir, seed=run_cfg.seed)
         on_status(f"evaluating {version.name} and base on {', '.join(cfg.splits)}")
         report = run_suite(cfg, student, version, domain.tree, heldout, training, run_dir=str(run_dir))
     finally:

@@ -10,7 +10,7 @@ errors, timeouts, 408/409/429 and 5xx come from the ``openai`` client itself (``
 Structured outputs use vLLM's current API: ``extra_body={"structured_outputs": {"json": schema}}``
 (or ``{"regex": ...}``) on completions, ``response_format={"type": "json_schema", ...}`` on chat. The
 legacy ``guided_json``/``guided_regex`` fields are never sent: current servers silently ignore them
-and return unconstrained text. Callers still validate every output (``TeacherLLM.ask`` does, with
+and return unconstrained text. Callers still validate every output (``StructuredLLM.ask`` does, with
 pydantic).
 
 LoRA. A ``StudentVersion`` with an adapter is served under its name: the first request for it loads

@@ -1,6 +1,6 @@
 """A pretrained Hugging Face causal LM as the student: loaded from a local folder, taught with LoRA.
 
-It is a ``TinyStudent`` whose base comes from ``model_path`` instead of pretraining; only the options
+It is a ``LoRAStudent`` whose base comes from ``model_path`` instead of pretraining; only the options
 a real model needs differ: answers get ``max_new_tokens`` and stop before an invented next question,
 training runs where ``device`` says with the config's ``max_length``, and when the serving engine
 shares the GPU it sleeps while the trainer runs (``phases``: the ``openai`` backend of a ``vllm serve``
@@ -18,17 +18,17 @@ from typing import Literal
 
 from tutorkd.config import ConfigError, HFStudentConfig, RunConfig
 from tutorkd.protocols import Backend, Domain
-from tutorkd.students.tiny import Phases, TinyStudent
+from tutorkd.students.student import LoRAStudent, Phases
 
 STOP = ("\nQuestion:",)
 """Stop strings of an answer: a model that has answered may go on to invent the next question."""
 
 
 def hf_student(domain: Domain, backend: Backend, cfg: HFStudentConfig, work_dir: str | Path, seed: int = 0,
-               phases: Phases | None = None) -> TinyStudent:
+               phases: Phases | None = None) -> LoRAStudent:
     """The student of ``cfg``: versions ``base``, ``r1``, ... of the local model, answering through
     ``backend``; ``ConfigError`` with the fix when the model folder is missing."""
-    return TinyStudent(domain, backend, check_model_folder(cfg.model_path), cfg, work_dir, seed,
+    return LoRAStudent(domain, backend, check_model_folder(cfg.model_path), cfg, work_dir, seed,
                        answer_tokens=cfg.max_new_tokens, stop=STOP, char_confidence=False,
                        max_length=cfg.max_length, device=training_device(cfg), phases=phases)
 
@@ -55,7 +55,7 @@ def check_model_folder(model_path: str) -> Path:
     return folder
 
 
-def build_hf_student(cfg: RunConfig, domain: Domain, run_dir: Path) -> TinyStudent:
+def build_hf_student(cfg: RunConfig, domain: Domain, run_dir: Path) -> LoRAStudent:
     """The ``kind: hf`` student of a run and the engine serving it (``cfg.backend``), ready to answer.
 
     ``vllm``: one in-process engine; ``transformers``: plain generate; ``openai``: the server at

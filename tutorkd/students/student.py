@@ -39,7 +39,7 @@ class Phases(Protocol):
         ...
 
 
-class TinyStudent:
+class LoRAStudent:
     """A student whose versions are the base model and LoRA adapters ``r1``, ``r2``, ... on it.
 
     Implements ``tutorkd.protocols.Student``. Answers are greedy, through ``backend`` (which serves

@@ -13,7 +13,7 @@
    (prompt: the tag; each with its best/worst solution); rationale level, argmax against argmin ŝ_r
    per question (prompt: the tag and the question).
 4. Align: TRL ``DPOTrainer`` on both sets, full fine-tune against a frozen copy of the teacher.
-5. The aligned teacher then generates through ``TeacherLMEngine`` like the original ("Original
+5. The aligned teacher then generates through ``CharTeacherEngine`` like the original ("Original
    Teacher" is the same pipeline without step 4).
 """
 
@@ -24,12 +24,11 @@ import random
 from collections import Counter
 from collections.abc import Container, Sequence
 from pathlib import Path
-from typing import Literal
 
-from tutorkd.agents.dpo import AlignStats, align_teacher
-from tutorkd.agents.learning_signal import PreferenceSignal, StudentSignals
-from tutorkd.agents.procedural import derive_seed
-from tutorkd.agents.teacher_lm import Draft, TeacherLM, parse, tag
+from tutorkd.agents.arte.char_lm import CharTeacherLM, Draft, parse, tag
+from tutorkd.agents.arte.dpo import AlignStats, PreferencePair, align_teacher
+from tutorkd.agents.arte.learning_signal import PreferenceSignal, StudentSignals
+from tutorkd.agents.baselines.procedural import derive_seed
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.heldout import HeldOut, normalize
 from tutorkd.generate_config import ArteConfig
@@ -69,18 +68,6 @@ class ScoredQuestion(Record):
     score: float
 
 
-class PreferencePair(Record):
-    """One DPO pair for the teacher, in TRL's prompt/chosen/rejected form."""
-
-    level: Literal["question", "rationale"]
-    task: str
-    prompt: str
-    chosen: str
-    rejected: str
-    margin: float
-    """ŝ(chosen) - ŝ(rejected)."""
-
-
 class DraftStats(Record):
     """What drafting one task produced."""
 
@@ -109,7 +96,7 @@ def probe_sets(
 
 
 def draft(
-    teacher: TeacherLM, tasks: Sequence[str], cfg: ArteConfig, exclude: Container[str], seed: int
+    teacher: CharTeacherLM, tasks: Sequence[str], cfg: ArteConfig, exclude: Container[str], seed: int
 ) -> tuple[list[QuestionDraft], list[DraftStats]]:
     """Per task, up to ``cfg.questions`` distinct usable questions outside ``exclude`` (the evaluation
     partition), each with ``cfg.rationales`` sampled solutions; and what drafting each task rejected."""
@@ -251,7 +238,7 @@ class ArteRun(Record):
 
 
 def run_arte(
-    teacher: TeacherLM,
+    teacher: CharTeacherLM,
     signals: StudentSignals,
     signal: PreferenceSignal,
     heldout: HeldOut,
@@ -263,7 +250,7 @@ def run_arte(
 ) -> ArteRun:
     """Steps 1-4 of ARTE: draft, collect the student's preferences (``signal``; ``signals`` picks the
     preference sets), build pairs, DPO the teacher into ``out_dir``. Generating with the aligned teacher
-    (step 5) is ``TeacherLMEngine``'s job."""
+    (step 5) is ``CharTeacherEngine``'s job."""
     drafts, stats = draft(teacher, tasks, cfg, exclude, seed)
     probes = probe_sets(signals, teacher.domain, heldout, tasks, cfg.probe_per_task)
     scored = score(signal, drafts, probes)

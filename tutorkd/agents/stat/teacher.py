@@ -1,6 +1,6 @@
 """STAT (He et al. 2025, skill-targeted adaptive training) as a policy and two engines.
 
-``StatPolicy`` builds the Missing-Skill-Profile from validation errors (``tutorkd.agents.profile``)
+``StatPolicy`` builds the Missing-Skill-Profile from validation errors (``tutorkd.agents.stat.profile``)
 and asks for data per missing skill in proportion to it: ``k`` problems per missing-skill occurrence,
 or (``k`` unset) the profile scaled to fill the round, as STAT's subsampling to a fixed size does.
 
@@ -34,11 +34,11 @@ from collections import Counter
 from collections.abc import Container, Sequence
 from typing import Protocol
 
-from tutorkd.agents.dataenvgym import split_by_weight
-from tutorkd.agents.llm_policy import TeacherLLM
-from tutorkd.agents.policies import Style, even_split, round_total, styled_items
-from tutorkd.agents.procedural import ProceduralEngine, _AnyOf, derive_seed
-from tutorkd.agents.profile import SkillLabeler, SkillProfile, build_profile
+from tutorkd.agents.baselines.policies import Style, even_split, round_total, styled_items
+from tutorkd.agents.baselines.procedural import ProceduralEngine, _AnyOf, derive_seed
+from tutorkd.agents.dataenvgym.policies import split_by_weight
+from tutorkd.agents.stat.profile import SkillLabeler, SkillProfile, build_profile
+from tutorkd.llm.structured import StructuredLLM
 from tutorkd.protocols import Domain, GenerationContext, SamplingConfig
 from tutorkd.schema import Example, Feedback, Plan, PlanItem, Problem, Record, SkillTree
 
@@ -227,7 +227,7 @@ class LLMSolver:
 
     name = "llm"
 
-    def __init__(self, llm: TeacherLLM, domain: Domain, temperature: float = 0.7) -> None:
+    def __init__(self, llm: StructuredLLM, domain: Domain, temperature: float = 0.7) -> None:
         self.llm, self.domain, self.temperature = llm, domain, temperature
 
     def solve(self, problems: Sequence[Problem], style: str, n: int, seed: int) -> list[list[Solution]]:

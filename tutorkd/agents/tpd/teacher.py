@@ -1,7 +1,7 @@
 """The TPD teacher (teaching via principle discovery): target the bugs diagnosed in the student's errors.
 
 Each round ``TPDPolicy`` diagnoses the feedback's validation errors against the bug library
-(``tutorkd.agents.diagnosis``; skills are classified from the question text, so it works at every
+(``tutorkd.agents.tpd.diagnosis``; skills are classified from the question text, so it works at every
 structure level, open-ended included), keeps the set of active principles across rounds
 (``PrincipleTracker``: a principle activates at ``min_count`` errors and retires once its errors
 stop), and splits the round's examples:
@@ -25,7 +25,7 @@ The validation errors themselves never become training data: the engine makes ne
 verifier rejects held-out questions.
 
 The round's diagnosis, principle history and the first wrong step of each error shown
-(``tutorkd.agents.slips``: mostly fact slips like ``7*8=44``, which no buggy procedure reproduces)
+(``tutorkd.agents.tpd.slips``: mostly fact slips like ``7*8=44``, which no buggy procedure reproduces)
 are the policy's views (``diagnosis.json``, ``principles.json``, ``slips.json``); ``restore``
 reloads the history, so a resumed run plans as an uninterrupted one.
 """
@@ -37,9 +37,11 @@ from collections import Counter
 from collections.abc import Container
 from pathlib import Path
 
-from tutorkd.agents.bugs import BUGS, BUGS_BY_ID, Bug
-from tutorkd.agents.dataenvgym import split_by_weight
-from tutorkd.agents.diagnosis import (
+from tutorkd.agents.baselines.policies import Style, even_split, round_total, styled_items
+from tutorkd.agents.baselines.procedural import ProceduralEngine, derive_seed
+from tutorkd.agents.dataenvgym.policies import split_by_weight
+from tutorkd.agents.tpd.bugs import BUGS, BUGS_BY_ID, Bug
+from tutorkd.agents.tpd.diagnosis import (
     Diagnosis,
     PrincipleHistory,
     PrincipleTracker,
@@ -48,10 +50,8 @@ from tutorkd.agents.diagnosis import (
     discriminating_problems,
     render_diagnosis,
 )
-from tutorkd.agents.policies import Style, even_split, round_total, styled_items
-from tutorkd.agents.principles import from_diagnosis, select_examples
-from tutorkd.agents.procedural import ProceduralEngine, derive_seed
-from tutorkd.agents.slips import Slip, SlipSummary, locate_slips, render_slips
+from tutorkd.agents.tpd.principles import from_diagnosis, select_examples
+from tutorkd.agents.tpd.slips import Slip, SlipSummary, locate_slips, render_slips
 from tutorkd.config import TPDConfig
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.io import read_json

@@ -1,6 +1,6 @@
 """A generator language model as an ``Engine``: plan items become sampled, verified, deduplicated examples.
 
-``TeacherLMEngine`` prompts the teacher LM with each plan item's skill tag (a branch or a leaf), keeps
+``CharTeacherEngine`` prompts the teacher LM with each plan item's skill tag (a branch or a leaf), keeps
 the drafts that parse into a question of that skill outside the excluded questions (the evaluation
 partition, earlier rounds, this batch), and samples again until the item is full. Every rejection is
 counted by reason (``GenerationStats``), never raised. ``TeacherDistribution`` summarises what a
@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Container, Sequence
 from typing import Protocol
 
-from tutorkd.agents.procedural import _AnyOf, derive_seed
-from tutorkd.agents.teacher_lm import Draft, magnitude, spots
+from tutorkd.agents.arte.char_lm import Draft, magnitude, spots
+from tutorkd.agents.baselines.procedural import _AnyOf, derive_seed
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.heldout import normalize
 from tutorkd.protocols import GenerationContext
@@ -51,7 +51,7 @@ class GenerationStats(Record):
 
 
 class Writer(Protocol):
-    """A generator model that writes whole examples for a skill tag (``TeacherLM``, ``LLMWriter``)."""
+    """A generator model that writes whole examples for a skill tag (``CharTeacherLM``, ``LLMWriter``)."""
 
     name: str
     """Model id recorded in each example's provenance."""
@@ -63,7 +63,7 @@ class Writer(Protocol):
         ...
 
 
-class TeacherLMEngine:
+class CharTeacherEngine:
     """Implements ``tutorkd.protocols.Engine`` with a ``Writer`` (which picks each example's style)."""
 
     name = "teacher_lm"
@@ -161,7 +161,7 @@ class TeacherLMEngine:
 
 def leaf_plan(plan: Plan, tree: SkillTree) -> Plan:
     """``plan`` with every branch item split evenly over the branch's leaves (for leaf-only engines)."""
-    from tutorkd.agents.policies import even_split
+    from tutorkd.agents.baselines.policies import even_split
 
     items = []
     for item in plan.items:

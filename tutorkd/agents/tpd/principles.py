@@ -4,7 +4,7 @@ A ``PrincipleSource`` turns a batch of validation attempts into a ``PrincipleSet
 principles ("When <situation>, <do/avoid ...>"), each linked to the wrong attempts it explains (by
 index into the batch) and the skills involved. Two sources implement it:
 
-- ``ProceduralPrinciples``: the bug-library diagnosis of ``tutorkd.agents.diagnosis`` (arithmetic);
+- ``ProceduralPrinciples``: the bug-library diagnosis of ``tutorkd.agents.tpd.diagnosis`` (arithmetic);
   each principle names the bug it corrects, so a teacher can target it with discriminating problems.
 - ``LLMPrinciples``: a teacher LLM reads the wrong attempts with their gold answers and answers in
   JSON under structured outputs; every reply is re-validated, and an invalid one is counted and
@@ -26,11 +26,11 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from tutorkd.agents.dataenvgym import split_by_weight
-from tutorkd.agents.diagnosis import Diagnosis, diagnose
-from tutorkd.agents.llm_policy import TeacherLLM
-from tutorkd.agents.policies import even_split
+from tutorkd.agents.baselines.policies import even_split
+from tutorkd.agents.dataenvgym.policies import split_by_weight
+from tutorkd.agents.tpd.diagnosis import Diagnosis, diagnose
 from tutorkd.environments.arithmetic import ArithmeticDomain
+from tutorkd.llm.structured import StructuredLLM
 from tutorkd.schema import Attempt, Problem, Record
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class LLMPrinciples:
 
     name = "llm"
 
-    def __init__(self, llm: TeacherLLM, skills: Sequence[str], max_shown: int = 32,
+    def __init__(self, llm: StructuredLLM, skills: Sequence[str], max_shown: int = 32,
                  max_principles: int = 8, max_chars: int = 200) -> None:
         self.llm, self.skills = llm, tuple(skills)
         self.max_shown, self.max_principles, self.max_chars = max_shown, max_principles, max_chars

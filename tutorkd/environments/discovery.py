@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from tutorkd.agents.llm_policy import TeacherLLM
+from tutorkd.llm.structured import StructuredLLM
 from tutorkd.schema import Attempt, Problem, Record, Skill
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^a-z]+", " ", text.lower()).split())
 
 
-def label_questions(problems: Sequence[Problem], llm: TeacherLLM) -> tuple[list[str | None], Counter[str]]:
+def label_questions(problems: Sequence[Problem], llm: StructuredLLM) -> tuple[list[str | None], Counter[str]]:
     """The normalised skill label of each problem (``None`` where the LLM's answer was invalid) and the
     invalid answers by reason."""
     schema = SkillLabel.model_json_schema()
@@ -159,7 +159,8 @@ def cluster(texts: Sequence[str], k: int, seed: int = 0, iterations: int = 50) -
     return [by_text[t] for t in texts]
 
 
-def discover_skills(problems: Sequence[Problem], llm: TeacherLLM, k: int, seed: int = 0) -> DiscoveredSkills:
+def discover_skills(problems: Sequence[Problem], llm: StructuredLLM, k: int,
+                    seed: int = 0) -> DiscoveredSkills:
     """Label every problem with the LLM, cluster the labels into at most ``k`` categories, map them."""
     labels, invalid = label_questions(problems, llm)
     texts = [normalise(p.question) if label is None else label

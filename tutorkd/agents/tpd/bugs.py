@@ -3,7 +3,7 @@
 Each ``Bug`` is a known wrong procedure (forgetting a carry, subtracting the smaller digit from the
 larger, dropping a partial product, ...) written as a pure function of the question's operands, with
 the principle a learner who has it should practise: "When <situation>, <do/avoid ...>". A wrong
-answer is *explained* by a bug when the bug reproduces it exactly (``tutorkd.agents.diagnosis``).
+answer is *explained* by a bug when the bug reproduces it exactly (``tutorkd.agents.tpd.diagnosis``).
 
 Conventions:
 

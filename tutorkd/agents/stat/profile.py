@@ -7,7 +7,7 @@ Three steps, all on validation feedback (the environment never shows test attemp
    wrong", which is what STAT's reward filter approximates.
 2. Missing skills per difficult question, from a ``SkillLabeler``: the environment's own labels
    (arithmetic at the ``skill_list``/``skill_tree`` levels), the teacher LLM with STAT's prompt
-   (``LLMSkillLabeler``, any domain), or discovered skills (``tutorkd.agents.discovery``).
+   (``LLMSkillLabeler``, any domain), or discovered skills (``tutorkd.environments.discovery``).
 3. The profile: the histogram ``n_s`` of missing skills over the difficult questions.
 """
 
@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 
 from pydantic import Field
 
-from tutorkd.agents.llm_policy import TeacherLLM
+from tutorkd.llm.structured import StructuredLLM
 from tutorkd.schema import Attempt, Feedback, Record, Skill
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class LLMSkillLabeler:
 
     name = "llm"
 
-    def __init__(self, llm: TeacherLLM, catalogue: Sequence[Skill], max_skills: int = 3) -> None:
+    def __init__(self, llm: StructuredLLM, catalogue: Sequence[Skill], max_skills: int = 3) -> None:
         if not catalogue:
             raise ValueError("LLMSkillLabeler needs a non-empty skill catalogue")
         self.llm = llm

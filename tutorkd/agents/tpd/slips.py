@@ -1,6 +1,6 @@
 """Step-level diagnosis: the first step of a student's worked answer that goes wrong, and how.
 
-The bug library (``tutorkd.agents.bugs``) explains a wrong answer only when a whole wrong procedure
+The bug library (``tutorkd.agents.tpd.bugs``) explains a wrong answer only when a whole wrong procedure
 reproduces it. A small neural student mostly makes *slips* inside the right procedure instead
 (``4+7=10``, ``7*8=44``), which no buggy procedure reproduces. Comparing the student's rationale
 with the gold one step by step names the first step that differs and the kind of mistake:
@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Literal
 
-from tutorkd.agents.bugs import NUMERIC_SKILLS
+from tutorkd.agents.tpd.bugs import NUMERIC_SKILLS
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.schema import Attempt, Record
 

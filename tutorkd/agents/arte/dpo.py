@@ -10,16 +10,25 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from tutorkd.generate_config import AlignConfig
 from tutorkd.io import staging_dir
 from tutorkd.schema import Record
 
-if TYPE_CHECKING:
-    from tutorkd.agents.arte import PreferencePair
-
 log = logging.getLogger(__name__)
+
+
+class PreferencePair(Record):
+    """One DPO pair for the teacher, in TRL's prompt/chosen/rejected form."""
+
+    level: Literal["question", "rationale"]
+    task: str
+    prompt: str
+    chosen: str
+    rejected: str
+    margin: float
+    """ŝ(chosen) - ŝ(rejected)."""
 
 
 class AlignStats(Record):

@@ -3,7 +3,7 @@
 Prompt: a skill tag, ``#<node>:`` (a branch such as ``#add:`` or a leaf such as ``#add.carry:``).
 Completion: a question and its solution, ``47+38=R:7+8=15 4+3+1=8 A:85`` or ``47+38=A:85``.
 
-Its pretraining (``tutorkd.agents.teacher_pretrain``) is varied in style on purpose, so that aligning
+Its pretraining (``tutorkd.agents.arte.char_lm_pretrain``) is varied in style on purpose, so that aligning
 the teacher to a student has something to move: rationale or answer only, small or large operands,
 and, for a branch tag, any of the branch's leaves.
 
@@ -92,9 +92,9 @@ def parse(domain: ArithmeticDomain, node: str, text: str) -> Draft:
     )
 
 
-class TeacherLM:
+class CharTeacherLM:
     """A pretrained (or aligned) teacher folder that samples examples for skill tags (implements
-    ``tutorkd.agents.lm_engine.Writer``)."""
+    ``tutorkd.agents.arte.char_lm_engine.Writer``)."""
 
     def __init__(
         self,
@@ -113,7 +113,7 @@ class TeacherLM:
     def sample(self, prompts: list[str], seed: int) -> list[str]:
         """One sampled continuation per prompt; each chunk of 256 gets its own seed (the backend seeds
         every batch alike, and identical prompts would otherwise repeat identical samples)."""
-        from tutorkd.agents.procedural import derive_seed
+        from tutorkd.agents.baselines.procedural import derive_seed
         from tutorkd.protocols import SamplingConfig
 
         out: list[str] = []

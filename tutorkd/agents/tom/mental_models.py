@@ -11,7 +11,7 @@ Two models behind one interface (``MentalModel.predict`` gives a ``Belief`` per 
   only reports logprobs of sampled tokens, so the LM is wrapped in a ``Scorer`` that scores a given
   continuation; ``TransformersScorer`` is one on plain transformers.
 
-``tutorkd.agents.calibration`` measures either against the real student.
+``tutorkd.agents.tom.calibration`` measures either against the real student.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tutorkd.agents.interventions import Style, error_steps, explain
+from tutorkd.agents.tom.interventions import Style, error_steps, explain
 from tutorkd.schema import Attempt, Problem, Record
 
 

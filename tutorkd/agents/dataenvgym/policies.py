@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tutorkd.agents.policies import Style, even_split, round_total, styled_items
+from tutorkd.agents.baselines.policies import Style, even_split, round_total, styled_items
 from tutorkd.config import SkillPolicyConfig
 from tutorkd.io import read_json
 from tutorkd.schema import Feedback, Plan, Record

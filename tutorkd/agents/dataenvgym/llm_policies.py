@@ -9,116 +9,29 @@ heuristic policy's action for that round (the stated fallback rule); it never cr
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Generic, Literal, TypeVar
+from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field
 
-from tutorkd.agents.dataenvgym import (
+from tutorkd.agents.baselines.policies import round_total, styled_items
+from tutorkd.agents.dataenvgym.policies import (
     SkillListPolicy,
     SkillTreePolicy,
     TreeAction,
     TreeContext,
     skill_accuracy,
 )
-from tutorkd.agents.policies import round_total, styled_items
-from tutorkd.config import TeacherLLMConfig
 from tutorkd.io import read_json
-from tutorkd.protocols import Backend, Completion, SamplingConfig
-from tutorkd.schema import Feedback, Plan, Record, TeacherUsage
+from tutorkd.llm.structured import StructuredLLM
+from tutorkd.schema import Feedback, Plan, Record
 
 log = logging.getLogger(__name__)
 
 LOG_FILE = "llm_policy.json"
-
-M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class Reply(Generic[M]):
-    """One validated LLM answer: ``value`` when it parsed, else the ``error`` kind."""
-
-    value: M | None
-    error: Literal["invalid_json", "schema"] | None
-    text: str
-
-
-class TeacherLLM:
-    """A teacher's language model: built on first use, counting its tokens, answering in validated JSON.
-
-    With ``structured`` the backend decodes under the JSON schema (``SamplingConfig.json_schema``);
-    otherwise (``TransformersBackend``) it generates freely and the span from the first ``{`` to the
-    last ``}`` is validated.
-    """
-
-    def __init__(self, factory: Callable[[], Backend], params: SamplingConfig, structured: bool) -> None:
-        self._factory = factory
-        self._backend: Backend | None = None
-        self.params, self.structured = params, structured
-        self.usage = TeacherUsage()
-        """Tokens and calls since the last ``views``."""
-
-    @classmethod
-    def from_config(cls, cfg: TeacherLLMConfig) -> TeacherLLM:
-        """The teacher LLM ``cfg`` describes (its engine starts on the first call)."""
-        def factory() -> Backend:
-            if cfg.backend == "openai":
-                from tutorkd.llm.openai_backend import teacher_backend
-
-                return teacher_backend(cfg)
-            if cfg.backend == "vllm":
-                from tutorkd.llm.vllm_backend import VLLMBackend
-
-                return VLLMBackend(cfg.model, max_lora_rank=8, max_model_len=cfg.max_model_len, seed=cfg.seed)
-            from tutorkd.llm.hf_backend import TransformersBackend
-
-            return TransformersBackend(cfg.model)
-
-        params = SamplingConfig(max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)
-        return cls(factory, params, structured=cfg.backend != "transformers")
-
-    def generate(self, prompts: Sequence[str], params: SamplingConfig) -> list[Completion]:
-        """Plain completions, counted in ``usage``."""
-        if self._backend is None:
-            self._backend = self._factory()
-        out = self._backend.generate(prompts, params)
-        self.usage = TeacherUsage(tokens_in=self.usage.tokens_in + sum(c.prompt_tokens for c in out),
-                                  tokens_out=self.usage.tokens_out + sum(c.completion_tokens for c in out),
-                                  calls=self.usage.calls + len(out))
-        return out
-
-    def ask(self, prompts: Sequence[str], model: type[M], schema: dict) -> list[Reply[M]]:
-        """One JSON answer per prompt, validated as ``model``; failures come back as errors, not raised."""
-        params = self.params
-        if self.structured:
-            params = params.model_copy(update={"json_schema": json.dumps(schema)})
-        replies = []
-        for completion in self.generate(prompts, params):
-            text = completion.text
-            if not self.structured:
-                text = text[text.find("{"): text.rfind("}") + 1]
-            try:
-                replies.append(Reply(model.model_validate_json(text), None, completion.text))
-            except ValidationError as exc:
-                kind = "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
-                replies.append(Reply(None, kind, completion.text))
-        return replies
-
-    def views(self) -> list[tuple[str, Record]]:
-        """``teacher_usage.json`` with the usage since the last call (one round's planning), then reset."""
-        usage, self.usage = self.usage, TeacherUsage()
-        return [("teacher_usage.json", usage)]
-
-    def close(self) -> None:
-        """Release the backend, if it was started."""
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
 
 
 class ActionLog(Record):
@@ -165,7 +78,7 @@ class _LLMPolicy:
 
     kinds: tuple[str, ...]
 
-    def __init__(self, llm: TeacherLLM) -> None:
+    def __init__(self, llm: StructuredLLM) -> None:
         self.llm = llm
         self.invalid: Counter[str] = Counter()
         self.log: ActionLog | None = None
@@ -207,7 +120,7 @@ class LLMSkillListPolicy(_LLMPolicy):
 
     kinds = ("allocate",)
 
-    def __init__(self, llm: TeacherLLM, heuristic: SkillListPolicy) -> None:
+    def __init__(self, llm: StructuredLLM, heuristic: SkillListPolicy) -> None:
         super().__init__(llm)
         self.heuristic = heuristic
 
@@ -251,7 +164,7 @@ class LLMSkillTreePolicy(_LLMPolicy):
 
     kinds = ("explore", "exploit")
 
-    def __init__(self, llm: TeacherLLM, tree: SkillTreePolicy) -> None:
+    def __init__(self, llm: StructuredLLM, tree: SkillTreePolicy) -> None:
         super().__init__(llm)
         self.tree = tree
 

@@ -31,11 +31,11 @@ from typing import Protocol
 
 import numpy as np
 
-from tutorkd.agents.calibration import Calibration, calibration
-from tutorkd.agents.interventions import STYLES, Style, error_steps, explain, flip_demonstrations, order
-from tutorkd.agents.mental_models import LogisticStudentModel, StudentModelState
-from tutorkd.agents.policies import round_total
-from tutorkd.agents.procedural import derive_seed
+from tutorkd.agents.baselines.policies import round_total
+from tutorkd.agents.baselines.procedural import derive_seed
+from tutorkd.agents.tom.calibration import Calibration, calibration
+from tutorkd.agents.tom.interventions import STYLES, Style, error_steps, explain, flip_demonstrations, order
+from tutorkd.agents.tom.mental_models import LogisticStudentModel, StudentModelState
 from tutorkd.config import ToMConfig
 from tutorkd.protocols import Completion, Domain, GenerationContext, SamplingConfig, Student
 from tutorkd.schema import (
@@ -241,7 +241,7 @@ class ItemEngine:
 
 
 class Generator(Protocol):
-    """Anything that completes prompts: a ``Backend`` or a ``TeacherLLM``."""
+    """Anything that completes prompts: a ``Backend`` or a ``StructuredLLM``."""
 
     def generate(self, prompts: Sequence[str], params: SamplingConfig) -> list[Completion]:
         """One completion per prompt."""

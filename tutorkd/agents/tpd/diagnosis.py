@@ -1,7 +1,7 @@
 """Procedural error diagnosis: explain a student's wrong answers with known buggy procedures.
 
 This is the principle-discovery step (TPD) for the arithmetic domain. A wrong answer is *explained*
-by a bug of ``tutorkd.agents.bugs`` when the bug reproduces it exactly; each bug carries a principle
+by a bug of ``tutorkd.agents.tpd.bugs`` when the bug reproduces it exactly; each bug carries a principle
 ("When ..., do/avoid ..."), so the diagnosis turns validation errors into principles linked to the
 errors they explain. Diagnose validation attempts only, never test ones.
 
@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
-from tutorkd.agents.bugs import BUGS, Bug, operands
+from tutorkd.agents.tpd.bugs import BUGS, Bug, operands
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.protocols import Domain
 from tutorkd.schema import Attempt, Problem, Record

@@ -20,16 +20,16 @@ import random
 from collections.abc import Container, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from tutorkd.agents.learning_signal import StudentSignals
-from tutorkd.agents.lm_engine import GenerationStats, TeacherLMEngine, Writer
-from tutorkd.agents.procedural import derive_seed
-from tutorkd.agents.teacher_lm import Draft, parse
+from tutorkd.agents.arte.char_lm import Draft, parse
+from tutorkd.agents.arte.char_lm_engine import CharTeacherEngine, GenerationStats, Writer
+from tutorkd.agents.arte.learning_signal import StudentSignals
+from tutorkd.agents.baselines.procedural import derive_seed
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.protocols import GenerationContext, SamplingConfig
 from tutorkd.schema import Example, Plan, Record
 
 if TYPE_CHECKING:
-    from tutorkd.agents.llm_policy import TeacherLLM
+    from tutorkd.llm.structured import StructuredLLM
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,11 @@ class ProceduralWriter:
 
 
 class LLMWriter:
-    """A teacher LLM (``TeacherLLM``) as a ``Writer``: asked for one example per call in the domain's format,
-    its first line parsed like the teacher LM's output (so gold answers are recomputed here too)."""
+    """A teacher LLM (``StructuredLLM``) as a ``Writer``: asked for one example per call in the domain's
+    format, its first line parsed like the teacher LM's output (so gold answers are recomputed here too)."""
 
     def __init__(
-        self, llm: TeacherLLM, domain: ArithmeticDomain, model: str, temperature: float = 1.0
+        self, llm: StructuredLLM, domain: ArithmeticDomain, model: str, temperature: float = 1.0
     ) -> None:
         self.llm, self.domain, self.temperature = llm, domain, temperature
         self.name = f"llm:{model}"
@@ -191,7 +191,7 @@ class RoutedEngine:
 
     name = "persyn"
 
-    def __init__(self, routes: Mapping[str, str], engines: Mapping[str, TeacherLMEngine]) -> None:
+    def __init__(self, routes: Mapping[str, str], engines: Mapping[str, CharTeacherEngine]) -> None:
         self.routes, self.engines = dict(routes), dict(engines)
         self.last_stats = GenerationStats()
         """The routed engines' drop counts of the last ``generate``, summed."""

@@ -18,7 +18,7 @@ import time
 from collections.abc import Container
 from pathlib import Path
 
-from tutorkd.agents.teacher_lm import spots, tag
+from tutorkd.agents.arte.char_lm import spots, tag
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.heldout import Reserved
 from tutorkd.generate_config import TeacherLMConfig
