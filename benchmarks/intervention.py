@@ -22,24 +22,56 @@ The few-shot LLM mental model is not benchmarked: the only LM here is the studen
 teacher distinct from the student.
 
     .venv/bin/python benchmarks/intervention.py [--seeds 0 1 2] [--per-skill 40] [--backend vllm]
+        [--rounds 2] [--per-round 300] [--out benchmarks/results/intervention.json]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
+import common
+import figures
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results"
+from tutorkd.agents.baselines.procedural import derive_seed
+from tutorkd.agents.tom.calibration import calibration
+from tutorkd.agents.tom.explanation_budget import cost_curves
+from tutorkd.agents.tom.interventions import (
+    STRATEGIES,
+    ItemSignals,
+    budget_curve,
+    corrupt,
+    curve_area,
+    strategy_scores,
+)
+from tutorkd.agents.tom.mental_models import LogisticStudentModel
+from tutorkd.agents.tom.teacher import ItemEngine, ToMPolicy
+from tutorkd.protocols import GenerationContext
+from tutorkd.schema import Feedback, Plan, PlanItem, StructureLevel
+
+RESULTS = common.RESULTS / "intervention.json"
 BUDGETS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 CONDITIONS = ("first", "full", "error_step", "personalized")
+SETUP_NOTES = {
+    "explanations": "procedural teacher: gold rationale (full), its first step, or up to the step "
+                    "the student's practice errors point to; wrong: final step corrupted",
+    "mental_models": {
+        "learned": "LogisticStudentModel fitted on practice answers (never test)",
+        "llm_simulation": "skipped: the only local LM is the student itself (21-character "
+                          "alphabet, 128 positions), which cannot read the paper's simulation "
+                          "prompt and is not a teacher distinct from the student"},
+    "teacher_confidence": "the procedural teacher is always right (confidence 1): random order",
+    "true_utility": "real student's P(gold) with the full rationale minus without, each after its "
+                    "own reasoning up to A: (forced scoring with transformers)",
+    "oracle": "budget-capped: explain first where the explanation turns wrong into right",
+    "length_budget": "budget = share of the characters full rationales for every test item take; "
+                     "one style: items in descending predicted gain of that style, each if it "
+                     "fits; personalized: greedy multiple-choice knapsack over (item, style) on "
+                     "the learned model's predicted gain per character"}
+"""How each measurement was made, recorded in the result's ``setup``."""
 
 
 def gold_probability(scorer, domain, problems, explanations, attempts) -> np.ndarray:
@@ -55,18 +87,6 @@ def gold_probability(scorer, domain, problems, explanations, attempts) -> np.nda
 
 def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> dict:
     """Every strategy's and explanation condition's budget curve, and the model's calibration."""
-    from tutorkd.agents.tom.calibration import calibration
-    from tutorkd.agents.tom.explanation_budget import cost_curves
-    from tutorkd.agents.tom.interventions import (
-        STRATEGIES,
-        ItemSignals,
-        budget_curve,
-        corrupt,
-        curve_area,
-        strategy_scores,
-    )
-    from tutorkd.agents.tom.mental_models import LogisticStudentModel
-
     alone, styled = policy.quiz(practice)
     model = LogisticStudentModel(policy.skills).fit(alone + [a for v in styled.values() for a in v])
     rng = random.Random(seed)
@@ -88,6 +108,7 @@ def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> d
         true_pre=tuple(gold_probability(scorer, domain, test, [None] * len(test), pre)),
         true_post=tuple(gold_probability(scorer, domain, test, explanations["full"], got["full"])),
         pre_correct=tuple(pre_ok), post_correct=tuple(ok["full"]))
+
     def curve(scores: np.ndarray, post: list[bool]) -> list[float]:
         return budget_curve(scores, pre_ok, post, BUDGETS, seed=seed)
 
@@ -116,28 +137,20 @@ def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> d
 
 
 def accuracy(student, test) -> tuple[float, dict[str, float]]:
-    """Accuracy alone on ``test``, overall and per skill."""
-    right = [a.correct for a in student.answer(test)]
-    skills = sorted({p.skill_ids[0] for p in test})
-    per_skill = {s: float(np.mean([r for r, p in zip(right, test, strict=True) if p.skill_ids[0] == s]))
-                 for s in skills}
-    return float(np.mean(right)), per_skill
+    """Accuracy alone on ``test``, overall and per skill (skills sorted)."""
+    scores = common.accuracy(student, test)
+    return scores["overall"], dict(sorted(scores["per_skill"].items()))
 
 
-def multi_turn(make_student, domain, policy_cfg, test, exclude, rounds: int, per_round: int,
-               seed: int) -> dict:
-    """Accuracy alone on ``test`` after each round of training on EU-chosen explained items (``tom``),
-    random explained items, or random unexplained (direct) items of the same number."""
-    from tutorkd.agents.baselines.procedural import derive_seed
-    from tutorkd.agents.tom.teacher import ItemEngine, ToMPolicy
-    from tutorkd.protocols import GenerationContext
-    from tutorkd.schema import Feedback, Plan, PlanItem, StructureLevel
-
-    out: dict = {}
+def multi_turn(setup, work: Path, policy_cfg, test, rounds: int, per_round: int, seed: int) -> dict:
+    """Accuracy alone on ``test`` after each round of training a new student of ``setup`` on EU-chosen
+    explained items (``tom``), random explained items, or random unexplained (direct) items of the same
+    number (held-out questions never drawn)."""
+    domain, exclude, out = setup.domain, setup.heldout.questions, {}
     for condition in ("tom_explained", "random_explained", "random_unexplained"):
-        student = make_student(condition)
-        policy = ToMPolicy(domain, per_round, policy_cfg.model_copy(update={"seed": seed}))
-        policy.attach(student, exclude)
+        student = setup.new_student(work / f"s{seed}-{condition}", seed)
+        policy = ToMPolicy(domain, per_round, policy_cfg.model_copy(update={"seed": seed}), student=student,
+                           exclude=exclude)
         scores, views, seen = [accuracy(student, test)], [], set()
         for k in range(rounds):
             if condition == "tom_explained":
@@ -198,130 +211,47 @@ def summarize(seeds: list[dict]) -> dict:
     }
 
 
-def plot(result: dict) -> None:
-    """``intervention_budget.png``, ``intervention_personalization.png``, ``intervention_calibration.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    summary = result["summary"]
-    def median_curves(key: str) -> dict[str, list[float]]:
-        first = result["seeds"][0]["single_turn"][key]
-        return {c: [statistics.median(s["single_turn"][key][c][j] for s in result["seeds"])
-                    for j in range(len(BUDGETS))] for c in first}
-
-    titles = {"budget": "interventions by strategy", "personalization": "EU order, explanation conditions",
-              "personalization_length": "equal explanation length: personalized vs one style"}
-    for name, curves in (("budget", summary["median_curves"]),
-                         ("personalization", median_curves("personalization_curves")),
-                         ("personalization_length", median_curves("length_budget_curves"))):
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for label, ys in curves.items():
-            dashed = label in ("true_utility", "oracle")
-            ax.plot(BUDGETS, ys, marker="o", label=label, linestyle="--" if dashed else "-")
-        xlabel = ("budget (share of the length of full rationales for every item)"
-                  if name == "personalization_length" else "budget B (share of items explained)")
-        ax.set(xlabel=xlabel, ylabel="student accuracy (median over seeds)", title=titles[name])
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(RESULTS / f"intervention_{name}.png", dpi=120)
-        plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for kind in ("pre", "post_full"):
-        bins = [b for s in result["seeds"] for b in s["single_turn"]["calibration"][kind]["bins"] if b["n"]]
-        ax.scatter([b["mean_predicted"] for b in bins], [b["observed"] for b in bins],
-                   s=[4 + b["n"] / 4 for b in bins], alpha=0.6, label=f"learned model, {kind} (all seeds)")
-    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
-    ax.set(xlabel="predicted P(correct)", ylabel="observed accuracy",
-           title="mental-model reliability (test items)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(RESULTS / "intervention_calibration.png", dpi=120)
-    plt.close(fig)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    from tutorkd.agents.tom.mental_models import TransformersScorer
+    from tutorkd.assembly import build_student_setup
+    from tutorkd.config import RunConfig, ToMConfig
+
+    parser = common.parser(__doc__, seeds=[0, 1, 2], per_round=300, backend="vllm", out=RESULTS)
     parser.add_argument("--per-skill", type=int, default=40, help="test items per skill")
     parser.add_argument("--practice-per-skill", type=int, default=30, help="practice items per skill")
     parser.add_argument("--rounds", type=int, default=2, help="multi-turn rounds (0: skip)")
-    parser.add_argument("--per-round", type=int, default=300, help="multi-turn items trained on per round")
-    parser.add_argument("--backend", choices=("vllm", "transformers"), default="vllm")
     args = parser.parse_args()
-
-    from tutorkd.agents.tom.mental_models import TransformersScorer
-    from tutorkd.agents.tom.teacher import ToMPolicy
-    from tutorkd.config import ArithmeticEnvConfig, TinyStudentConfig, ToMConfig
-    from tutorkd.environments.arithmetic import ArithmeticDomain
-    from tutorkd.environments.heldout import HeldOut
-    from tutorkd.students.pretrain import pretrain_base
-    from tutorkd.students.student import LoRAStudent
-
     started = time.perf_counter()
-    domain, env, cfg = ArithmeticDomain(), ArithmeticEnvConfig(), TinyStudentConfig()
-    heldout = HeldOut.build(domain, env.test_per_skill, env.val_per_skill, env.split_seed)
-    base = pretrain_base(cfg, domain, domain.default_pretrain_mix, exclude=heldout.reserved)
-    if args.backend == "vllm":
-        from tutorkd.llm.vllm_backend import VLLMBackend
-
-        backend = VLLMBackend(base, max_lora_rank=cfg.lora_rank, max_loras=2)
-    else:
-        from tutorkd.llm.hf_backend import TransformersBackend
-
-        backend = TransformersBackend(base)
-    scorer = TransformersScorer(base, batch_size=64)
-    work = Path(tempfile.mkdtemp(prefix="tutorkd-intervention-"))
-    tom_cfg = ToMConfig()
-    seeds = []
-    for seed in args.seeds:
-        t0 = time.perf_counter()
-        rng = random.Random(seed)
-        test = [p for s in domain.tree.leaves() for p in rng.sample(heldout.test[s], args.per_skill)]
-        student = LoRAStudent(domain, backend, base, cfg, work_dir=work / f"s{seed}", seed=seed)
-        policy = ToMPolicy(domain, args.per_round, tom_cfg)
-        policy.attach(student, heldout.questions)
-        practice = policy.draw(args.practice_per_skill, rng)
-        row = {"seed": seed}
-        row["single_turn"] = single_turn(student, scorer, domain, policy, test, practice, seed)
-        if args.rounds:
-            def make_student(condition: str, seed: int = seed) -> LoRAStudent:
-                return LoRAStudent(domain, backend, base, cfg, work / f"s{seed}-{condition}", seed=seed)
-
-            row["multi_turn"] = multi_turn(make_student, domain, tom_cfg, test, heldout.questions,
-                                           args.rounds, args.per_round, seed)
-        row["seconds"] = round(time.perf_counter() - t0, 1)
-        print(f"seed {seed}: {row['seconds']} s, areas " + ", ".join(
-            f"{k} {v:.3f}" for k, v in row["single_turn"]["area"].items()), flush=True)
-        seeds.append(row)
-    backend.close()
-    shutil.rmtree(work)  # the multi-turn adapters
+    # The default environment and tiny student (base pretrained outside the held-out partition).
+    cfg = RunConfig.model_validate({"backend": {"kind": args.backend}})
+    with common.scratch("tutorkd-intervention-") as work:  # the multi-turn adapters
+        setup = build_student_setup(cfg, work)
+        domain, heldout = setup.domain, setup.heldout
+        scorer, tom_cfg, seeds = TransformersScorer(setup.base_dir, batch_size=64), ToMConfig(), []
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            rng = random.Random(seed)
+            test = [p for s in domain.tree.leaves() for p in rng.sample(heldout.test[s], args.per_skill)]
+            student = setup.new_student(work / f"s{seed}", seed)
+            policy = ToMPolicy(domain, args.per_round, tom_cfg, student=student, exclude=heldout.questions)
+            practice = policy.draw(args.practice_per_skill, rng)
+            row = {"seed": seed,
+                   "single_turn": single_turn(student, scorer, domain, policy, test, practice, seed)}
+            if args.rounds:
+                row["multi_turn"] = multi_turn(setup, work, tom_cfg, test, args.rounds, args.per_round, seed)
+            row["seconds"] = round(time.perf_counter() - t0, 1)
+            print(f"seed {seed}: {row['seconds']} s, areas " + ", ".join(
+                f"{k} {v:.3f}" for k, v in row["single_turn"]["area"].items()), flush=True)
+            seeds.append(row)
+        setup.close()
     result = {
-        "setup": {
-            "student": "tiny default base (TinyStudentConfig(), default skewed mix, held-out excluded)",
-            "base_dir": str(base), "backend": args.backend, "budgets": BUDGETS, "args": vars(args),
-            "explanations": "procedural teacher: gold rationale (full), its first step, or up to the step "
-                            "the student's practice errors point to; wrong: final step corrupted",
-            "mental_models": {
-                "learned": "LogisticStudentModel fitted on practice answers (never test)",
-                "llm_simulation": "skipped: the only local LM is the student itself (21-character "
-                                  "alphabet, 128 positions), which cannot read the paper's simulation "
-                                  "prompt and is not a teacher distinct from the student"},
-            "teacher_confidence": "the procedural teacher is always right (confidence 1): random order",
-            "true_utility": "real student's P(gold) with the full rationale minus without, each after its "
-                            "own reasoning up to A: (forced scoring with transformers)",
-            "oracle": "budget-capped: explain first where the explanation turns wrong into right",
-            "length_budget": "budget = share of the characters full rationales for every test item take; "
-                             "one style: items in descending predicted gain of that style, each if it "
-                             "fits; personalized: greedy multiple-choice knapsack over (item, style) on "
-                             "the learned model's predicted gain per character"},
+        "setup": {"student": "tiny default base (TinyStudentConfig(), default skewed mix, held-out excluded)",
+                  "base_dir": str(setup.base_dir), "backend": args.backend, "budgets": BUDGETS,
+                  "args": common.config_record(args, drop=["out"]), **SETUP_NOTES},
         "seeds": seeds, "summary": summarize(seeds), "seconds": round(time.perf_counter() - started, 1),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "intervention.json").write_text(json.dumps(result, indent=1) + "\n")
-    plot(result)
-    print(json.dumps(result["summary"]["acceptance"], indent=1))
+    common.write_result(result, args.out, lambda png: figures.intervention(result, png), indent=1)
+    common.print_table({k: {"value": v} for k, v in result["summary"]["acceptance"].items()})
 
 
 if __name__ == "__main__":

@@ -25,68 +25,42 @@ seeds: median, min and max. Writes ``benchmarks/results/teaching_efficiency.json
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import os
-import platform
-import shutil
 import statistics
-import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results" / "teaching_efficiency.json"
+import common
+import figures
+
+RESULTS = common.RESULTS / "teaching_efficiency.json"
 TEACHERS = ("uniform", "open-ended", "skill-list", "skill-tree", "stat-sel", "stat-syn")
 
 
-def run_config(args: argparse.Namespace, teacher: str, seed: int, root: Path):
-    """The run config of one (teacher, seed): the tree environment and the teacher's spec, resized."""
-    from tutorkd.config import ArithmeticEnvConfig, RunConfig, TeacherConfig, load_config
-
-    env = load_config(ArithmeticEnvConfig, REPO / "environments" / "arithmetic-tree.yaml")
-    spec = load_config(TeacherConfig, REPO / "agents" / f"{teacher}.yaml")
-    student = {"pretrain_steps": args.pretrain_steps} if args.pretrain_steps else {}
-    if args.epochs:
-        student["epochs"] = args.epochs
-    return RunConfig.model_validate({
-        "environment": env.model_dump() | {"rounds": args.rounds, "budget": args.budget,
-                                           "test_per_skill": args.test_per_skill,
-                                           "val_per_skill": args.val_per_skill},
-        "teacher": spec.model_dump() | {"per_round": -(-args.budget // args.rounds)},
-        "student": student,
-        "backend": {"kind": args.backend},
-        "seed": seed,
-        "runs_root": str(root / teacher),
-    })
-
-
-def run_once(args: argparse.Namespace, teacher: str, seed: int, root: Path) -> dict:
-    """One teaching run (or, with ``--keep-runs``, the finished one already there)."""
-    from tutorkd.run import run_teaching
-
-    cfg = run_config(args, teacher, seed, root)
-    t0 = time.perf_counter()
+def run_once(args, teacher: str, seed: int, root: Path) -> dict:
+    """One teaching run of ``agents/{teacher}.yaml`` on the tree environment, resized (or, with
+    ``--keep-runs``, the finished one already there)."""
     done = [d for d in sorted((root / teacher).glob(f"*-s{seed}")) if (d / "metrics.jsonl").is_file()
             and len((d / "metrics.jsonl").read_text().splitlines()) == args.rounds + 1]
     if args.keep_runs is not None and done:  # Why: a benchmark stopped halfway reuses its finished runs
         return summarize_run(done[-1], teacher, seed, wall_s=None)
-
-    def show(e) -> None:
-        print(f"  [{teacher} s{seed}] r{e.round} {e.node}: {e.message}")
-
-    run_dir, _ = run_teaching(cfg, on_event=show)
-    return summarize_run(run_dir, teacher, seed, wall_s=round(time.perf_counter() - t0, 1))
+    cfg = common.run_config(
+        env="arithmetic-tree", teacher=teacher, seed=seed, runs_root=root / teacher,
+        environment={"rounds": args.rounds, "budget": args.budget, "test_per_skill": args.test_per_skill,
+                     "val_per_skill": args.val_per_skill},
+        teacher_fields={"per_round": -(-args.budget // args.rounds)},
+        student=common.student_overrides(args), backend={"kind": args.backend})
+    run_dir, wall_s = common.teach(cfg, f"{teacher} s{seed}")
+    return summarize_run(run_dir, teacher, seed, wall_s)
 
 
 def summarize_run(run_dir: Path, teacher: str, seed: int, wall_s: float | None) -> dict:
     """A finished run's per-round examples and per-skill test accuracy."""
     from tutorkd.environments.arithmetic import ArithmeticDomain
+    from tutorkd.evals.plots import load_round_evals
     from tutorkd.io import read_json
     from tutorkd.loop import VerifyReport, round_dir
-    from tutorkd.plots import load_round_evals
 
     domain = ArithmeticDomain()
     rounds, used = [], 0
@@ -118,16 +92,9 @@ def examples_to(target: float, points: list[tuple[int, float]]) -> float | None:
     return float(points[0][0]) if points and points[0][1] >= target else None
 
 
-def spread(values: list[float | None]) -> dict:
-    """Median, min and max of the values that exist, and how many do."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return {"median": None, "min": None, "max": None, "n": 0}
-    return {"median": statistics.median(present), "min": min(present), "max": max(present), "n": len(present)}
-
-
 def summarise(runs: list[dict], weak: list[str], strong: list[str], target_arg: str) -> dict:
     """Per teacher and round: median/min/max over seeds of each accuracy; examples to the target."""
+    spread = common.spread
     for r in runs:
         for x in r["rounds"]:
             x["weak_accuracy"] = mean_over(x["test_per_skill"], weak)
@@ -164,67 +131,29 @@ def summarise(runs: list[dict], weak: list[str], strong: list[str], target_arg: 
     return out
 
 
-def plot(summary: dict, out: Path) -> None:
-    """Weak, strong and overall test accuracy against examples: median line, min-max band, per teacher."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = (("weak_accuracy", "initially weak skills"), ("strong_accuracy", "initially strong skills"),
-              ("test_accuracy", "all skills"))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), dpi=110, sharey=True)
-    for ax, (metric, title) in zip(axes, panels, strict=True):
-        for t, s in summary["teachers"].items():
-            xs = [r["examples"]["median"] for r in s["rounds"]]
-            if s["rounds"][0][metric]["median"] is None:
-                continue
-            ax.plot(xs, [r[metric]["median"] for r in s["rounds"]], marker="o", ms=3, label=t)
-            low, high = [r[metric]["min"] for r in s["rounds"]], [r[metric]["max"] for r in s["rounds"]]
-            ax.fill_between(xs, low, high, alpha=0.15)
-        if metric == "weak_accuracy":
-            target = summary["target"]
-            ax.axhline(target, color="black", ls=":", lw=1, label=f"target {target:.2f}")
-        ax.set_title(title)
-        ax.set_xlabel("training examples")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("held-out test accuracy (median, min-max over seeds)")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = common.parser(__doc__, seeds=[0, 1, 2], rounds=3, test_per_skill=500, val_per_skill=100,
+                           backend="vllm", pretrain_steps=None, epochs=None, out=RESULTS)
     parser.add_argument("--teachers", nargs="+", default=list(TEACHERS), choices=TEACHERS)
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=3000, help="examples per run, split evenly over rounds")
-    parser.add_argument("--test-per-skill", type=int, default=500)
-    parser.add_argument("--val-per-skill", type=int, default=100)
-    parser.add_argument("--backend", choices=("vllm", "transformers"), default="vllm")
-    parser.add_argument("--pretrain-steps", type=int, default=None, help="override the base student's steps")
-    parser.add_argument("--epochs", type=int, default=None, help="override the student's epochs per round")
     parser.add_argument("--weak-below", type=float, default=0.3)
     parser.add_argument("--strong-above", type=float, default=0.6)
     parser.add_argument("--target", default="auto", help="weak-skill accuracy to reach, or auto")
-    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep-runs", type=Path, default=None,
                         help="keep the run directories here (for tutorkd compare/report); default: deleted")
     args = parser.parse_args()
-    root = args.keep_runs or Path(tempfile.mkdtemp(prefix="tutorkd-efficiency-"))
-    runs = []
-    for seed in args.seeds:
-        for teacher in args.teachers:  # Why interleaved: machine load drifts; a seed's teachers share it.
-            runs.append(run_once(args, teacher, seed, root))
-            print(f"{teacher} seed {seed}: {runs[-1]['wall_s']} s")
-            base = runs[0]["rounds"][0]["test_per_skill"]
-            weak = [s for s, a in base.items() if a < args.weak_below]
-            if not weak:  # Why here: fail after the first run, not after hours of them
-                raise SystemExit(f"no base skill is below --weak-below {args.weak_below}: {base}")
-    strong = [s for s, a in base.items() if a >= args.strong_above]
+
+    def weak_skills_exist(runs: list[dict]) -> None:
+        base = runs[0]["rounds"][0]["test_per_skill"]
+        if not common.skill_groups(base, args.weak_below, args.strong_above)[0]:
+            # Why after the first run: fail then, not after hours of them
+            raise SystemExit(f"no base skill is below --weak-below {args.weak_below}: {base}")
+
+    with common.scratch("tutorkd-efficiency-", keep=args.keep_runs) as root:
+        runs = common.run_matrix(args.seeds, args.teachers, lambda t, s: run_once(args, t, s, root),
+                                 after=weak_skills_exist)
+    base = runs[0]["rounds"][0]["test_per_skill"]
+    weak, strong = common.skill_groups(base, args.weak_below, args.strong_above)
     summary = summarise(runs, weak, strong, args.target)
     # Why a second target: the auto one follows the best teacher and may lie beyond what uniform reaches
     # within the budget, which leaves uniform's count undefined; at uniform's own median final weak-skill
@@ -234,24 +163,14 @@ def main() -> None:
         level = summary["teachers"]["uniform"]["rounds"][-1]["weak_accuracy"]["median"]
         at_uniform = summarise(copy.deepcopy(runs), weak, strong, repr(level))
         at_uniform["target_rule"] = "uniform's median final weak-skill accuracy"
-    result = {
-        "benchmark": "teaching_efficiency",
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version()},
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "base_test_per_skill": base, "weak_skills": weak, "strong_skills": strong,
-        "summary": summary,
-        "summary_at_uniform_final": at_uniform,
-        "runs": runs,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(summary, args.out.with_suffix(".png"))
-    print(json.dumps({t: {"examples_to_target": s["examples_to_target"], "reached": s["reached"]}
-                      for t, s in summary["teachers"].items()} | {"target": summary["target"]}, indent=2))
-    if args.keep_runs is None:
-        shutil.rmtree(root)
+    result = {**common.header("teaching_efficiency"), "config": common.config_record(args),
+              "base_test_per_skill": base, "weak_skills": weak, "strong_skills": strong,
+              "summary": summary, "summary_at_uniform_final": at_uniform, "runs": runs}
+    common.write_result(result, args.out, lambda png: figures.teaching_efficiency(summary, png))
+    common.print_table({t: {"examples_to_target": s["examples_to_target"]["median"], "reached": s["reached"],
+                            "weak_share": s["weak_share_of_examples"]["median"]}
+                        for t, s in summary["teachers"].items()},
+                       title=f"weak-skill target {summary['target']:.4f} ({summary['target_rule']})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Shared fixtures: the arithmetic domain, a tiny pretrained base, and one vLLM engine per module.
 
-The tiny base is pretrained once (``TINY_CFG``, about 45 s) and cached by recipe under
+The tiny base is pretrained once (``TINY_CFG``, about 45 s) and cached by content hash under
 ``$TUTORKD_CACHE/test-students`` (default ``~/.cache/tutorkd/test-students``), so reruns skip it.
 
 vLLM runs in-process and allows one open engine per process (see ``tutorkd.llm.vllm_backend``), so

@@ -12,7 +12,7 @@ from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.heldout import HeldOut
 from tutorkd.io import write_json, write_jsonl
 from tutorkd.loop import PhaseTimes, VerifyReport, round_dir
-from tutorkd.run import save_config
+from tutorkd.rundir import save_config
 from tutorkd.schema import (
     Attempt,
     EvalReport,

@@ -15,9 +15,9 @@ from tutorkd.agents.arte.char_lm_pretrain import pretrain_example, pretrain_teac
 from tutorkd.agents.arte.dpo import align_teacher
 from tutorkd.agents.arte.teacher import PreferencePair, preference_pairs, run_arte
 from tutorkd.agents.persyn.teacher import ProceduralWriter, RoutedEngine, calibrate
+from tutorkd.config import AlignConfig, ArteConfig, TeacherLMConfig
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.heldout import HeldOut
-from tutorkd.generate_config import AlignConfig, ArteConfig, TeacherLMConfig
 from tutorkd.protocols import GenerationContext
 from tutorkd.schema import Plan, PlanItem
 from tutorkd.verify import verify
@@ -72,6 +72,8 @@ def test_parse_recomputes_the_gold_and_counts_what_it_cannot_use() -> None:
     assert parse(DOMAIN, "add", "47+3=A:50").reject == "malformed"
     assert parse(DOMAIN, "add", "47+38=85").reject == "malformed"
     assert parse(DOMAIN, "add", "").reject == "malformed"
+    # A space splits an operand: it classifies as a two-number sum but has three numbers.
+    assert parse(DOMAIN, "add", "78+7 7=A:155").reject == "malformed"
 
 
 def test_the_teacher_lm_writes_verified_examples_of_the_asked_skill(teacher: CharTeacherLM) -> None:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tutorkd.config import ConfigError, RunConfig
-from tutorkd.run import lock_run, new_run_dir, save_config
+from tutorkd.rundir import lock_run, new_run_dir, save_config
 
 TINY = {"pretrain_steps": 5, "pretrain_batch": 4}
 """A student that is never built: every case here fails before any model is loaded."""

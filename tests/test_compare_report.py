@@ -26,7 +26,7 @@ from tutorkd.evals.accounting import load_run
 from tutorkd.evals.compare import Comparison, compare, pair_rows
 from tutorkd.evals.report import STUDENT_MODEL_FILES, write_report
 from tutorkd.loop import round_dir
-from tutorkd.run import save_config
+from tutorkd.rundir import save_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPO = Path(__file__).resolve().parents[1]

@@ -22,6 +22,8 @@ from tutorkd.schema import (
     Provenance,
     StructureLevel,
     StudentVersion,
+    Trained,
+    TrainStats,
 )
 
 DOMAIN = ArithmeticDomain()
@@ -54,14 +56,16 @@ class FakeStudent:
             attempts.append(Attempt(problem=p, output=output, parsed_answer=parsed, correct=correct))
         return attempts
 
-    def train(self, examples: Sequence[Example], round: int, init: StudentVersion | None) -> StudentVersion:
+    def train(self, examples: Sequence[Example], round: int, init: StudentVersion | None) -> Trained:
         self.calls.append((round, len(examples), init))
         self.known |= {ex.problem.skill_ids[0] for ex in examples}
         self.garbled -= self.known
         self.version = StudentVersion(
             name=f"r{round}", round=round, adapter_path=f"/a/r{round}", lora_int_id=round
         )
-        return self.version
+        stats = TrainStats(examples=len(examples), steps=1, seconds=0.0, first_loss=1.0, last_loss=0.5,
+                           losses=(1.0, 0.5))
+        return Trained(version=self.version, stats=stats)
 
     def use(self, version: StudentVersion) -> None:
         self.version = version

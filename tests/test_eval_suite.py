@@ -205,7 +205,7 @@ def test_cli_eval_scores_a_real_tiny_student_version(domain, tiny_cfg, tmp_path)
     from tutorkd.evals.suite import SuiteReport
     from tutorkd.io import read_json, write_jsonl
     from tutorkd.loop import round_dir
-    from tutorkd.run import save_config
+    from tutorkd.rundir import save_config
     from tutorkd.students.lora import train_lora
     from tutorkd.students.pretrain import pretrain_base
 

@@ -10,16 +10,13 @@ import yaml
 from typer.testing import CliRunner
 
 from tutorkd.cli import app
-from tutorkd.config import ConfigError, TinyStudentConfig, load_config
-from tutorkd.dataset_card import DatasetCard
+from tutorkd.config import ConfigError, GenerateConfig, TeacherLMConfig, TinyStudentConfig, load_config
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.heldout import HeldOut
-from tutorkd.generate_config import GenerateConfig, TeacherLMConfig
+from tutorkd.generation.card import DatasetCard
 from tutorkd.io import read_json, read_jsonl
 from tutorkd.schema import Example
 
-REPO = Path(__file__).resolve().parents[1]
-SPECS = sorted((REPO / "generate").glob("*.yaml"))
 CACHE = Path(os.environ.get("TUTORKD_CACHE", Path.home() / ".cache" / "tutorkd")).expanduser()
 STUDENT = TinyStudentConfig(
     hidden_size=64,
@@ -67,12 +64,6 @@ def spec(tmp_path: Path, method: str, **extra: object) -> Path:
     path = tmp_path / f"{method}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-@pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
-def test_the_shipped_generate_specs_validate_and_say_how_to_run_them(path: Path) -> None:
-    load_config(GenerateConfig, path)
-    assert f"tutorkd generate generate/{path.name}" in path.read_text().split("\n\n")[0]
 
 
 @pytest.mark.parametrize(

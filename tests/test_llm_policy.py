@@ -121,7 +121,7 @@ def test_the_tree_llm_action_moves_the_state_and_an_invalid_one_falls_back() -> 
 def test_the_teacher_shows_the_action_log_the_tree_state_and_its_token_usage() -> None:
     llm, _ = scripted(action("explore", add_carry=12))
     policy = LLMSkillTreePolicy(llm, SkillTreePolicy(60, "rationale", CFG))
-    teacher = Teacher(name="t", policy=policy, engine=ProceduralEngine(DOMAIN), llm=llm)
+    teacher = Teacher(name="t", policy=policy, engine=ProceduralEngine(DOMAIN), llm=llm, viewers=(policy,))
     teacher.plan(feedback(DOMAIN, WEAK))
     views = dict(teacher.views())
     assert set(views) == {"llm_policy.json", "skill_tree_state.json", "teacher_usage.json"}

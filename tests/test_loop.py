@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from tutorkd.config import TinyStudentConfig
+from tutorkd.evals.plots import load_round_evals
 from tutorkd.io import read_jsonl
-from tutorkd.plots import load_round_evals
 from tutorkd.schema import Example
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,7 +152,7 @@ def test_resume_with_different_config_is_refused(tmp_path, tiny_cfg, tiny_base):
     run_dir.mkdir(parents=True)
     cfg = small_run_config(tmp_path, tiny_cfg, "transformers")
     from tutorkd.cli import resolve_config
-    from tutorkd.run import save_config
+    from tutorkd.rundir import save_config
 
     save_config(resolve_config(cfg, None, None, {}), run_dir)
     proc = tutorkd("teach", "--resume", str(run_dir), "--seed", "7")

@@ -58,14 +58,15 @@ def taught(backend, domain, tiny_base: Path, tiny_cfg: TinyStudentConfig,
     """A one-round teaching loop (uniform teacher, procedural engine) whose student is a ``LoRAStudent``
     answering through the OpenAI client: returns the run directory and the student."""
     from tutorkd.agents.teacher import build_teacher
-    from tutorkd.environments.env import make_env
+    from tutorkd.environments.env import TeachingEnv
+    from tutorkd.environments.heldout import HeldOut
     from tutorkd.loop import TeachingLoop
     from tutorkd.students.student import LoRAStudent
 
     run_dir = tmp_path_factory.mktemp("run")
     env_cfg = ArithmeticEnvConfig(test_per_skill=10, val_per_skill=10, budget=90, rounds=1)
     student = LoRAStudent(domain, backend, tiny_base, tiny_cfg, work_dir=run_dir, seed=0)
-    env = make_env(env_cfg, student, domain, work_dir=run_dir)
+    env = TeachingEnv(domain, student, env_cfg, HeldOut.build(domain, 10, 10, env_cfg.split_seed), run_dir)
     teacher = build_teacher(TeacherConfig(name="uniform", policy="uniform", per_round=90), domain,
                             exclude=env.heldout.questions)
     loop = TeachingLoop(run_dir=run_dir, run_id=run_dir.name, seed=0, env=env, teacher=teacher, domain=domain,
@@ -182,11 +183,12 @@ def test_a_hf_student_trains_while_the_server_sleeps(backend, domain, tiny_base:
                         provenance=Provenance(run_id="t", round=1, teacher="t", skill_id=p.skill_ids[0],
                                               generator=generator))
                 for i, p in enumerate(problems)]
-    version = student.train(examples, round=1, init=None)
+    trained = student.train(examples, round=1, init=None)
+    version = trained.version
     assert phases.calls == ["sleep", "wake_up"]
     assert version == StudentVersion(name="r1", round=1, adapter_path=str(tmp_path / "adapters" / "r1"),
                                      lora_int_id=1)
-    assert student.last_train_stats is not None and student.last_train_stats.examples == len(problems)
+    assert trained.stats is not None and trained.stats.examples == len(problems)
     after = student.answer(problems)  # served by the woken server, through the new adapter
     assert [a.output for a in after] != [a.output for a in base]
     assert all(domain.check(a.problem, a.output) == (a.parsed_answer, a.correct) for a in after)

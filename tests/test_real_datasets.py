@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tutorkd.config import ENV_SPEC, ConfigError, DatasetEnvConfig, RunConfig, load_config
-from tutorkd.environments.datasets import build_domain, parse_answer
+from tutorkd.environments.datasets import build_dataset_domain, parse_answer
 from tutorkd.environments.heldout import normalize
 from tutorkd.environments.mathcheck import MathChecker
 from tutorkd.environments.sources import (
@@ -45,14 +45,14 @@ def split_sample(kind: str, folder: Path, extra_train: list[dict] = ()) -> Datas
 
 @pytest.fixture(scope="module")
 def gsm8k(tmp_path_factory: pytest.TempPathFactory):
-    domain, heldout = build_domain(split_sample("gsm8k", tmp_path_factory.mktemp("gsm8k")))
+    domain, heldout = build_dataset_domain(split_sample("gsm8k", tmp_path_factory.mktemp("gsm8k")))
     yield domain, heldout
     domain.close()
 
 
 @pytest.fixture(scope="module")
 def math(tmp_path_factory: pytest.TempPathFactory):
-    domain, heldout = build_domain(split_sample("math", tmp_path_factory.mktemp("math")))
+    domain, heldout = build_dataset_domain(split_sample("math", tmp_path_factory.mktemp("math")))
     yield domain, heldout
     domain.close()
 
@@ -116,7 +116,7 @@ def test_splits_are_disjoint_fixed_and_drawn_from_the_right_split(gsm8k, tmp_pat
     assert len(val) == 5 and len(pool) == 10
     assert domain.tree.leaves() == ["add_sub.short", "add_sub.long", "mul_div.short", "mixed.short",
                                     "mixed.long"]
-    again, heldout_again = build_domain(split_sample("gsm8k", tmp_path))
+    again, heldout_again = build_dataset_domain(split_sample("gsm8k", tmp_path))
     assert heldout_again == heldout
     assert again.pool == domain.pool
 
@@ -124,7 +124,7 @@ def test_splits_are_disjoint_fixed_and_drawn_from_the_right_split(gsm8k, tmp_pat
 def test_a_train_problem_that_repeats_a_test_question_is_dropped(tmp_path: Path) -> None:
     test_row = json.loads((DATA / "gsm8k_sample.jsonl").read_text().splitlines()[3])
     spaced = dict(test_row, question=test_row["question"].replace(" ", "  "))
-    domain, heldout = build_domain(split_sample("gsm8k", tmp_path, extra_train=[spaced]))
+    domain, heldout = build_dataset_domain(split_sample("gsm8k", tmp_path, extra_train=[spaced]))
     pool = [p for problems in domain.pool.values() for p in problems] + heldout.val_problems()
     assert normalize(test_row["question"]) not in {normalize(p.question) for p in pool}
 
@@ -133,7 +133,7 @@ def test_skills_with_too_few_problems_are_left_out(tmp_path: Path) -> None:
     cfg = split_sample("math", tmp_path)
     rows = Path(cfg.test_file).read_text().splitlines()
     Path(cfg.test_file).write_text("\n".join(rows[1:]) + "\n")  # algebra.level1 loses its test problem
-    domain, heldout = build_domain(cfg)
+    domain, heldout = build_dataset_domain(cfg)
     assert "algebra.level1" not in domain.tree.leaves()
     assert "algebra" in {s.id for s in domain.tree.nodes}  # algebra.level2 still holds the branch
     domain.close()
@@ -208,7 +208,7 @@ def test_a_labels_file_replaces_the_shipped_skills(tmp_path: Path) -> None:
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join(json.dumps({"question": r["question"], "skill": "money.spend" if "dollar" in
                                           r["question"] else "counting.other"}) + "\n" for r in rows[:-1]))
-    domain, heldout = build_domain(cfg.model_copy(update={"labels_file": str(labels)}))
+    domain, heldout = build_dataset_domain(cfg.model_copy(update={"labels_file": str(labels)}))
     assert set(domain.tree.leaves()) == {"money.spend", "counting.other"}
     assert {s.id for s in domain.tree.nodes} == {"money", "money.spend", "counting", "counting.other"}
     assert all(p.skill_ids[0] in domain.tree.leaves() for p in heldout.test_problems())
@@ -222,15 +222,15 @@ def test_missing_local_files_fail_with_the_fix(tmp_path: Path) -> None:
     cfg = DatasetEnvConfig(kind="gsm8k", train_file=str(tmp_path / "nope.jsonl"),
                            test_file=str(tmp_path / "t"))
     with pytest.raises(ConfigError, match="train_file: .*nope.jsonl does not exist"):
-        build_domain(cfg)
+        build_dataset_domain(cfg)
 
 
 def test_a_dataset_that_is_not_cached_fails_with_the_fix(tmp_path: Path) -> None:
     # Why a subprocess: the hub's offline switch is read when huggingface_hub is first imported.
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     code = ("from tutorkd.config import DatasetEnvConfig, ConfigError\n"
-            "from tutorkd.environments.datasets import build_domain\n"
-            "try:\n    build_domain(DatasetEnvConfig(kind='gsm8k'))\n"
+            "from tutorkd.environments.datasets import build_dataset_domain\n"
+            "try:\n    build_dataset_domain(DatasetEnvConfig(kind='gsm8k'))\n"
             "except ConfigError as exc:\n    print('CONFIG ERROR:', exc)\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     expected = "CONFIG ERROR: environment: the gsm8k dataset openai/gsm8k (main, train) is not available"

@@ -131,35 +131,26 @@ def nothing_half_written_looks_finished(run_dir: Path, fault: str) -> None:
 def test_full_disk_and_out_of_memory_leave_the_run_resumable(
     reference, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tutorkd.run import build_loop, new_run_dir, save_config
+    from tutorkd.lifecycle import start_run, teach_run
 
     cfg_path, ref_dir, _ = reference
     fields = yaml.safe_load(cfg_path.read_text())
     cfg = RunConfig.model_validate({**fields, "runs_root": str(tmp_path / "runs")})
-    run_dir = new_run_dir(cfg)
-    save_config(cfg, run_dir)
+    run_dir = start_run(cfg)
     # Each fault hits the run where the previous resume left it: round 1's dataset, round 1's adapter,
     # round 2's data file, round 2's training.
     faults = [dataset_save_fails, adapter_save_fails, data_file_write_fails, training_runs_out_of_memory]
     for i, install in enumerate(faults):
         with monkeypatch.context() as m:
             install(m)
-            loop = build_loop(cfg, run_dir, lambda event: None)
-            try:
-                with pytest.raises((OSError, RuntimeError)) as raised:
-                    loop.run(resume=i > 0)
-            finally:
-                loop.env.student.backend.close()
+            with pytest.raises((OSError, RuntimeError)) as raised:
+                teach_run(cfg, run_dir, resume=i > 0)
         if install is training_runs_out_of_memory:
             assert "out of memory" in str(raised.value)
         else:
             assert isinstance(raised.value, OSError) and raised.value.errno == errno.ENOSPC
         nothing_half_written_looks_finished(run_dir, install.__name__)
-    loop = build_loop(cfg, run_dir, lambda event: None)  # the fault is gone: resume as a new process would
-    try:
-        loop.run(resume=True)
-    finally:
-        loop.env.student.backend.close()
+    teach_run(cfg, run_dir, resume=True)  # the fault is gone: resume as a new process would
     assert_identical(ref_dir, run_dir)
 
 

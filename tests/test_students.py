@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from synthetic_runs import examples
 
+from tutorkd.cache import SPEC_FILE
 from tutorkd.config import TinyStudentConfig
 from tutorkd.schema import StudentVersion
 from tutorkd.students import pretrain
@@ -40,10 +41,10 @@ def test_char_tokenizer_round_trips_domain_text(domain):
 
 def test_pretrain_pairs_keep_the_text_format(domain):
     cfg = TinyStudentConfig(pretrain_explained_share=1.0)
-    recipe = pretrain.make_recipe(cfg, domain, domain.default_pretrain_mix, ())
+    spec = pretrain.make_spec(cfg, domain, domain.default_pretrain_mix, ())
     rng = random.Random(0)
     for p in domain.sample("add.carry", 20, rng) + domain.sample("multi.add_add", 20, rng):
-        prompt, completion = pretrain.pretrain_pair(domain, p, recipe, rng)
+        prompt, completion = pretrain.pretrain_pair(domain, p, spec, rng)
         assert prompt.startswith(p.question + "R:") and prompt.endswith(" ")
         # An explained prompt plus its completion is exactly the full rationale-style text.
         assert prompt + completion == p.question + domain.completion(p, "rationale")
@@ -53,34 +54,35 @@ def test_pretrain_pairs_keep_the_text_format(domain):
 def test_pretrain_stream_never_contains_excluded_questions(domain):
     held_out = {p.question for p in domain.sample("add.no_carry", 300, random.Random(1))}
     cfg = TinyStudentConfig(pretrain_batch=256)
-    recipe = pretrain.make_recipe(cfg, domain, {"add.no_carry": 1.0}, held_out)
+    spec = pretrain.make_spec(cfg, domain, {"add.no_carry": 1.0}, held_out)
     rng = random.Random(0)
     questions = {
         prompt.split("=")[0] + "="
         for _ in range(10)
-        for prompt, _ in pretrain._batch_pairs(domain, recipe, frozenset(held_out), rng)
+        for prompt, _ in pretrain._batch_pairs(domain, spec, frozenset(held_out), rng)
     }
     assert questions and not questions & held_out
-    other = pretrain.make_recipe(cfg, domain, {"add.no_carry": 1.0}, set(list(held_out)[1:]))
-    assert other.key() != recipe.key()
+    other = pretrain.make_spec(cfg, domain, {"add.no_carry": 1.0}, set(list(held_out)[1:]))
+    assert other.key() != spec.key()
 
 
-def test_pretrain_is_cached_by_recipe_and_atomic(domain, tmp_path, monkeypatch):
+def test_pretrain_is_cached_by_spec_and_atomic(domain, tmp_path, monkeypatch):
     cfg = TinyStudentConfig(pretrain_steps=3, pretrain_batch=8, cache_dir=str(tmp_path))
     mix = domain.default_pretrain_mix
     path = pretrain.pretrain_base(cfg, domain, mix)
-    recipe = json.loads((path / "recipe.json").read_text())
-    assert recipe["steps"] == 3 and recipe["final_loss"] > 0
+    saved = json.loads((path / SPEC_FILE).read_text())
+    assert saved["steps"] == 3 and saved["final_loss"] > 0
+    assert path.name == pretrain.PretrainSpec.model_validate(saved).key()
     assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
 
     def no_training(*args, **kwargs):
-        raise AssertionError("a cached recipe must not be trained again")
+        raise AssertionError("a cached base must not be trained again")
 
     monkeypatch.setattr(pretrain, "_train", no_training)
     assert pretrain.pretrain_base(cfg, domain, mix) == path
 
     # An interrupted pretraining leaves neither a cached base nor a temp folder behind.
-    def interrupted(recipe, domain, exclude, out: Path) -> float:
+    def interrupted(spec, domain, exclude, out: Path) -> float:
         (out / "partial").write_text("half")
         raise KeyboardInterrupt
 
@@ -164,11 +166,12 @@ def test_tiny_student_trains_then_answers_better(tiny_base, tiny_cfg, domain, tm
     student = LoRAStudent(domain, TransformersBackend(tiny_base), tiny_base, tiny_cfg, tmp_path, seed=0)
     problems = domain.sample("add.no_carry", 64, random.Random(7))
     before = student.answer(problems)
-    version = student.train(examples(domain, problems, style="rationale"), round=1, init=None)
+    trained = student.train(examples(domain, problems, style="rationale"), round=1, init=None)
+    version = trained.version
     assert version == student.version
     assert (version.name, version.lora_int_id) == ("r1", 1)
     assert Path(version.adapter_path) == tmp_path / "adapters" / "r1"
-    assert student.last_train_stats is not None and student.last_train_stats.examples == 64
+    assert trained.stats is not None and trained.stats.examples == 64
     after = student.answer(problems)
     acc = lambda attempts: sum(a.correct for a in attempts) / len(attempts)  # noqa: E731
     assert acc(after) >= acc(before) + 0.2, (acc(before), acc(after))
@@ -181,4 +184,4 @@ def test_tiny_student_trains_then_answers_better(tiny_base, tiny_cfg, domain, tm
     assert all(a.explanation == p.rationale for a, p in zip(explained, problems[:8], strict=True))
     # A resumed run may train a round again: the round's adapter is replaced, not an error.
     again = student.train(examples(domain, problems[:16]), round=1, init=None)
-    assert again.adapter_path == version.adapter_path and student.last_train_stats.examples == 16
+    assert again.version.adapter_path == version.adapter_path and again.stats.examples == 16

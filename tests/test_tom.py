@@ -258,8 +258,7 @@ def test_tom_teacher_explains_where_utility_is_highest(domain) -> None:
     assert view.pre.auc > 0.95 and view.post.auc > 0.95 and view.mean_utility > 0.7
     assert view.skills[EASY].predicted > 0.8 and view.skills[EASY].observed == 1.0
     # Seeded by round: another policy plans the same; the next round draws anew.
-    again = ToMPolicy(domain, 30, cfg.tom)
-    again.attach(RuleStudent(domain), frozenset({"10+10="}))
+    again = ToMPolicy(domain, 30, cfg.tom, student=RuleStudent(domain), exclude=frozenset({"10+10="}))
     assert again.plan(fb) == plan and again.plan(fb.model_copy(update={"round": 1})) != plan
     context = GenerationContext(run_id="run", round=1, teacher="tom", seed=0,
                                 avoid=frozenset({plan.items[0].like.question}))
@@ -272,8 +271,7 @@ def test_tom_teacher_explains_where_utility_is_highest(domain) -> None:
 
 def test_tom_teacher_caps_each_skill_and_replays_every_skill(domain) -> None:
     cfg = ToMConfig(quiz_per_skill=10, check_per_skill=4, replay_share=0.3, max_skill_share=0.25)
-    policy = ToMPolicy(domain, 40, cfg)
-    policy.attach(RuleStudent(domain), frozenset())
+    policy = ToMPolicy(domain, 40, cfg, student=RuleStudent(domain), exclude=frozenset())
     plan = policy.plan(feedback(domain, {EASY: 1.0, HOPELESS: 0.0}))
     skills = [i.like.skill_ids[0] for i in plan.items]
     by_utility, replay = Counter(skills[:28]), Counter(skills[28:])
@@ -294,8 +292,8 @@ def test_real_student_uses_explanations_and_is_misled_by_wrong_ones(vllm_backend
     alone, full, wrong = (np.mean([a.correct for a in student.answer(problems, e)]) for e in (
         None, [p.rationale for p in problems], [corrupt(p, rng) for p in problems]))
     assert full > alone + 0.1 and wrong < alone - 0.1
-    policy = ToMPolicy(domain, 20, ToMConfig(quiz_per_skill=3, check_per_skill=2))
-    policy.attach(student, frozenset())
+    policy = ToMPolicy(domain, 20, ToMConfig(quiz_per_skill=3, check_per_skill=2), student=student,
+                       exclude=frozenset())
     plan = policy.plan(feedback(domain, {}))
     (_, view), = policy.views()
     assert plan.total == 20 and view.quizzed == 9 * 5 * 4 and view.pre.n == 9 * 2

@@ -25,7 +25,7 @@ from tutorkd.agents.tpd.principles import (
     rewrite_instruction,
     select_examples,
 )
-from tutorkd.agents.tpd.teacher import DiagnosticDomain, DiscriminatingEngine, TPDPolicy, signature
+from tutorkd.agents.tpd.teacher import BugExposingSampler, DiscriminatingEngine, TPDPolicy, signature
 from tutorkd.config import TeacherConfig, TPDConfig, load_config
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.io import write_json
@@ -192,11 +192,11 @@ def test_select_examples_allocates_by_errors_explained() -> None:
 def test_similar_problems_expose_every_bug_their_model_exposes() -> None:
     like = DOMAIN.make("sub.no_borrow", (47, 42))  # tens equal: exposes sub.leading_zero (05)
     assert "sub.leading_zero" in signature(like)
-    got = DiagnosticDomain(DOMAIN).similar(like, 30, random.Random(0))
+    got = BugExposingSampler(DOMAIN).similar(like, 30, random.Random(0))
     assert all(signature(p) >= signature(like) for p in got)
     assert all(p.question[0] == p.question[3] for p in got)  # the leading-zero bug needs equal tens
     with pytest.raises(RuntimeError, match="exposing"):
-        DiagnosticDomain(DOMAIN, max_draws=1).similar(like, 30, random.Random(0))
+        BugExposingSampler(DOMAIN, max_draws=1).similar(like, 30, random.Random(0))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ field and the fix and exits with code 2; tracebacks are for bugs only.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -55,10 +54,10 @@ def _refuse_spec_as_run_config(config: Path) -> None:
 
 def _read_spec(path: str, field: str) -> dict:
     """The mapping in the spec file ``path`` given for ``field``; ``ConfigError`` if it is not one."""
-    from tutorkd.config import _load_if_path
+    from tutorkd.config import resolve_spec
 
     try:
-        data = _load_if_path(path)
+        data = resolve_spec(path)
     except ValueError as exc:  # a missing file, worded as for a path inside a config
         raise ConfigError(f"{field}: {exc}") from None
     if not isinstance(data, dict):
@@ -132,58 +131,49 @@ def teach(
     verifies it; the student trains a new LoRA adapter on it and is re-evaluated on held-out problems.
     Everything lands in a new run directory (config, datasets, adapters, reports, learning curve).
     """
-    from tutorkd.run import build_loop, check_paths, load_run_config, lock_run, new_run_dir, save_config
+    from tutorkd.lifecycle import resume_config, start_run, teach_run
 
     try:
         if resume is not None:
-            saved = load_run_config(resume)
+            asked = None
             if config or env or teacher or seed is not None or rounds is not None or backend:
                 asked = resolve_config(config, env, teacher, {"seed": seed, "environment.rounds": rounds,
                                                               "backend.kind": backend})
-                if asked != saved:
-                    _fail(f"--resume {resume}: the given config differs from the one the run was started "
-                          "with; resume with no other options, or start a new run")
-            cfg, run_dir = saved, resume
-            check_paths(cfg)
+            cfg, run_dir = resume_config(resume, asked), resume
         else:
             cfg = resolve_config(config, env, teacher, {"seed": seed, "environment.rounds": rounds,
                                                         "backend.kind": backend,
                                                         "runs_root": str(runs_root) if runs_root else None})
-            check_paths(cfg)
-            run_dir = new_run_dir(cfg)
-            save_config(cfg, run_dir)
-        lock = lock_run(run_dir)  # noqa: F841 (held until the process ends)
+            run_dir = start_run(cfg)
     except ConfigError as exc:
         _fail(str(exc))
         return
 
-    console.print(f"[bold]tutorkd teach[/]  run [cyan]{run_dir}[/]  teacher [green]{cfg.teacher.name}[/]  "
-                  f"level {cfg.environment.level.value}  rounds {cfg.environment.rounds}  "
-                  f"budget {cfg.environment.budget}  backend {cfg.backend.kind}",
-                  highlight=False, soft_wrap=True)
     from tutorkd.progress import EventPrinter
 
-    setup_logging(run_dir / "run.log")
+    def started() -> None:
+        console.print(f"[bold]tutorkd teach[/]  run [cyan]{run_dir}[/]  "
+                      f"teacher [green]{cfg.teacher.name}[/]  level {cfg.environment.level.value}  "
+                      f"rounds {cfg.environment.rounds}  budget {cfg.environment.budget}  "
+                      f"backend {cfg.backend.kind}",
+                      highlight=False, soft_wrap=True)
+        setup_logging(run_dir / "run.log")
+
     printer = EventPrinter(console, rounds=cfg.environment.rounds)
-    # Why outside the live bar: pretraining a base shows its own progress bar, and rich allows one
-    # live display at a time.
+    # Why the printer only around the loop: pretraining a base shows its own progress bar, and rich
+    # allows one live display at a time.
     try:
-        loop = build_loop(cfg, run_dir, printer)
+        teach_run(cfg, run_dir, resume=resume is not None, on_event=printer, on_locked=started,
+                  during=printer)
     except ConfigError as exc:
-        if resume is None:
-            # Why: a run that could not start holds no work; a folder left behind would look like a run.
-            shutil.rmtree(run_dir)
         _fail(str(exc))
         return
-    with printer:
-        try:
-            loop.run(resume=resume is not None)
-        except (Exception, KeyboardInterrupt):
-            # Why re-raised: the traceback is the report; the hint says the work done so far is kept.
-            console.print(f"[bold red]error:[/] the run stopped; once the cause is fixed (say disk space or "
-                          f"memory), continue it with: tutorkd teach --resume {run_dir}", highlight=False,
-                          soft_wrap=True)
-            raise
+    except (Exception, KeyboardInterrupt):
+        # Why re-raised: the traceback is the report; the hint says the work done so far is kept.
+        console.print(f"[bold red]error:[/] the run stopped; once the cause is fixed (say disk space or "
+                      f"memory), continue it with: tutorkd teach --resume {run_dir}", highlight=False,
+                      soft_wrap=True)
+        raise
     console.print(before_after_table(run_dir))
     # Why soft_wrap: a path broken over two lines cannot be copied or grepped.
     console.print(f"learning curve: [cyan]{run_dir / 'learning_curve.png'}[/]", soft_wrap=True)
@@ -223,7 +213,7 @@ def setup_logging(log_file: Path) -> None:
 
 def before_after_table(run_dir: Path) -> Table:
     """Per-skill held-out accuracy of the base student and of the last version."""
-    from tutorkd.plots import load_round_evals
+    from tutorkd.evals.plots import load_round_evals
 
     evals = load_round_evals(run_dir)
     first, last = evals[0].test, evals[-1].test
@@ -344,8 +334,8 @@ def generate(
     TRL's SFTTrainer; `preference/`: prompt/chosen/rejected for DPOTrainer, ARTE only), every example
     with its provenance (`examples.jsonl`), and a dataset card (`README.md`, `card.json`).
     """
-    from tutorkd.generate import generate_dataset
-    from tutorkd.generate_config import GenerateConfig
+    from tutorkd.config import GenerateConfig
+    from tutorkd.generation.dataset import generate_dataset
 
     try:
         cfg = load_config(GenerateConfig, spec)

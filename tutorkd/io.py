@@ -82,3 +82,16 @@ def staging_dir(out_dir: Path, what: str) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_hf_dataset(columns: dict[str, list[str]], path: Path) -> None:
+    """Save ``columns`` as an HF ``datasets`` folder at ``path``, complete or not at all: written to a
+    temporary sibling, then renamed over whatever was there (a kill mid-save leaves only the temp)."""
+    from datasets import Dataset
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    Dataset.from_dict(columns).save_to_disk(str(tmp))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tutorkd.environments.heldout import normalize
-from tutorkd.io import atomic_write_text, read_json, read_jsonl, write_json, write_jsonl
-from tutorkd.protocols import GenerationContext
+from tutorkd.environments.heldout import HeldOut, normalize
+from tutorkd.io import atomic_write_text, read_json, read_jsonl, save_hf_dataset, write_json, write_jsonl
+from tutorkd.protocols import Domain, GenerationContext, Teacher, TeachingEnvironment
 from tutorkd.schema import EnvState, Example, Feedback, Plan, Record, RoundEval
 from tutorkd.verify import verify
 
@@ -75,11 +75,12 @@ def _record_time(run_dir: Path, k: int, phase: str, seconds: float) -> None:
 class TeachingLoop:
     """Builds and runs the graph over an environment, a teacher and the verification filter.
 
-    ``env`` is a ``TeachingEnv`` (fine-grained ``evaluate``/``feedback``/``admit``/``train`` parts);
-    ``teacher`` has ``plan`` and ``generate``; ``domain`` and ``heldout`` feed the verifier.
+    ``env`` is stepped through its fine-grained parts (``tutorkd.protocols.TeachingEnvironment``), the
+    teacher through ``tutorkd.protocols.Teacher``; ``domain`` and ``heldout`` feed the verifier.
     """
 
-    def __init__(self, *, run_dir: Path, run_id: str, seed: int, env, teacher, domain, heldout,
+    def __init__(self, *, run_dir: Path, run_id: str, seed: int, env: TeachingEnvironment, teacher: Teacher,
+                 domain: Domain, heldout: HeldOut,
                  on_event: Callable[[LoopEvent], None] = lambda e: None) -> None:
         self.run_dir, self.run_id, self.seed = run_dir, run_id, seed
         self.env, self.teacher, self.domain, self.heldout = env, teacher, domain, heldout
@@ -150,7 +151,7 @@ class TeachingLoop:
         kept = self.env.admit(list(result.kept))
         write_jsonl(out / "rejected.jsonl", result.rejected)
         write_jsonl(out / "data.jsonl", kept)
-        _save_hf_dataset(kept, out / "dataset")
+        save_hf_dataset(training_columns(kept), out / "dataset")
         write_json(out / "verify.json", VerifyReport(counts=result.counts, generated=len(generated),
                                                      kept=len(result.kept), admitted=len(kept)))
         _record_time(self.run_dir, k, "verify", time.perf_counter() - t0)
@@ -169,12 +170,14 @@ class TeachingLoop:
             # Why: a kill after the adapter was renamed into place but before this node's checkpoint
             # leaves a complete adapter behind; training is seeded, so redoing it gives the same one.
             shutil.rmtree(stale)
-        self.env.train(examples, str(out / "data.jsonl"))
-        stats = self.env.student.last_train_stats
-        write_json(out / "train_stats.json", stats)
+        stats = self.env.train(examples, str(out / "data.jsonl")).stats
+        if stats is None:
+            message = "no examples: the student is unchanged"
+        else:
+            write_json(out / "train_stats.json", stats)
+            message = f"{stats.steps} steps, loss {stats.first_loss:.3f} -> {stats.last_loss:.3f}"
         _record_time(self.run_dir, k, "train", time.perf_counter() - t0)
-        loss = f"{stats.steps} steps, loss {stats.first_loss:.3f} -> {stats.last_loss:.3f}"
-        self.on_event(LoopEvent(node="train", round=k, seconds=time.perf_counter() - t0, message=loss))
+        self.on_event(LoopEvent(node="train", round=k, seconds=time.perf_counter() - t0, message=message))
         return {"round": k, "env": self.env.state}
 
     def _seen_questions(self, state: LoopState) -> set[str]:
@@ -182,7 +185,7 @@ class TeachingLoop:
         return {ex.problem.question for path in state.env.data_files for ex in read_jsonl(path, Example)}
 
     def _finish(self, state: LoopState) -> dict:
-        from tutorkd.plots import plot_learning_curve
+        from tutorkd.evals.plots import plot_learning_curve
 
         self._write_metrics()
         plot_learning_curve(self.run_dir)
@@ -191,7 +194,7 @@ class TeachingLoop:
 
     def _write_metrics(self) -> None:
         """Rebuild ``metrics.jsonl`` from the per-round files, so it is correct after any resume."""
-        from tutorkd.plots import load_round_evals
+        from tutorkd.evals.plots import load_round_evals
 
         lines = []
         for k, evaluation in enumerate(load_round_evals(self.run_dir)):
@@ -213,22 +216,8 @@ class TeachingLoop:
 
     def compile(self, conn: sqlite3.Connection):
         """The compiled graph, checkpointed into ``conn``."""
-        from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-        from langgraph.checkpoint.sqlite import SqliteSaver
-        from langgraph.graph import END, START, StateGraph
-
-        graph = StateGraph(LoopState)
-        nodes = {"evaluate": self._evaluate, "plan": self._plan, "generate": self._generate,
-                 "verify": self._verify, "train": self._train, "finish": self._finish}
-        for name, fn in nodes.items():
-            graph.add_node(name, fn)
-        graph.add_edge(START, "evaluate")
-        graph.add_conditional_edges("evaluate", lambda s: "finish" if s.done else "plan", ["finish", "plan"])
-        for a, b in itertools.pairwise(("plan", "generate", "verify", "train", "evaluate")):
-            graph.add_edge(a, b)
-        graph.add_edge("finish", END)
-        serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
-        return graph.compile(checkpointer=SqliteSaver(conn, serde=serde))
+        return _compiled({"evaluate": self._evaluate, "plan": self._plan, "generate": self._generate,
+                          "verify": self._verify, "train": self._train, "finish": self._finish}, conn)
 
     def run(self, resume: bool) -> LoopState:
         """Run to the end, or continue from the last checkpoint when ``resume`` is set."""
@@ -269,6 +258,43 @@ class TeachingLoop:
                 path.unlink()
 
 
+def _compiled(nodes: dict[str, Callable[[LoopState], dict]], conn: sqlite3.Connection):
+    """The loop's graph over ``nodes``, checkpointed into ``conn``."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.graph import END, START, StateGraph
+
+    graph = StateGraph(LoopState)
+    for name, fn in nodes.items():
+        graph.add_node(name, fn)
+    graph.add_edge(START, "evaluate")
+    graph.add_conditional_edges("evaluate", lambda s: "finish" if s.done else "plan", ["finish", "plan"])
+    for a, b in itertools.pairwise(("plan", "generate", "verify", "train", "evaluate")):
+        graph.add_edge(a, b)
+    graph.add_edge("finish", END)
+    serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
+    return graph.compile(checkpointer=SqliteSaver(conn, serde=serde))
+
+
+def last_checkpoint(run_dir: Path) -> tuple[LoopState | None, tuple[str, ...]]:
+    """A run's last saved loop state and the nodes it says run next (``None`` and ``()`` when nothing
+    was saved), read from ``checkpoints.sqlite`` without building the run: for tools that inspect
+    killed runs (``benchmarks/reliability.py``)."""
+    path = run_dir / "checkpoints.sqlite"
+    if not path.exists():
+        return None, ()
+    conn = sqlite3.connect(path)
+    try:
+        # Why placeholder nodes: reading a checkpoint back needs only the graph's shape.
+        nodes = dict.fromkeys(("evaluate", "plan", "generate", "verify", "train", "finish"), lambda s: {})
+        snapshot = _compiled(nodes, conn).get_state({"configurable": {"thread_id": run_dir.name}})
+    finally:
+        conn.close()
+    if not snapshot.values:
+        return None, ()
+    return LoopState.model_validate(snapshot.values), tuple(snapshot.next)
+
+
 class VerifyReport(Record):
     """Counts of one round's data: generated, kept by the verifier, admitted under the budget."""
 
@@ -278,19 +304,12 @@ class VerifyReport(Record):
     counts: dict[str, int]
 
 
-def _save_hf_dataset(examples: list[Example], path: Path) -> None:
-    """Save the round's training data as an HF dataset (prompt/completion plus provenance columns)."""
-    from datasets import Dataset
-
-    rows = {
+def training_columns(examples: list[Example]) -> dict[str, list[str]]:
+    """A round's training data as HF dataset columns: prompt/completion plus provenance."""
+    return {
         "id": [e.id for e in examples],
         "prompt": [e.prompt for e in examples],
         "completion": [e.completion for e in examples],
         "skill_id": [e.provenance.skill_id or "" for e in examples],
         "provenance": [e.provenance.model_dump_json() for e in examples],
     }
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    Dataset.from_dict(rows).save_to_disk(str(tmp))
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)

@@ -1,4 +1,12 @@
-"""The small contracts tutorkd is built on: Backend, Student, Domain, Environment, Policy, Engine.
+"""The small contracts tutorkd is built on, each exactly what its caller calls.
+
+- ``Backend`` (text generation, one LoRA adapter per request batch) serves a ``Student``.
+- A ``Domain`` is a problem space: skills, a ``Sampler`` of problems, prompts, an exact checker.
+- The loop (``tutorkd.loop``) drives a ``TeachingEnvironment`` and a ``Teacher``; ``Environment`` is
+  DataEnvGym's ``reset``/``step`` face of the same environment, for users who drive their own loop.
+- A teacher is a ``Policy`` (feedback to plan) and an ``Engine`` (plan to examples); an engine draws
+  problems through a ``Sampler``, which is how a teacher changes what gets drawn (STAT's pool, TPD's
+  bug-exposing draws) without wrapping the domain.
 
 Concrete classes implement these structurally; nothing inherits implementation from anything.
 """
@@ -7,18 +15,22 @@ from __future__ import annotations
 
 import random
 from collections.abc import Container, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from tutorkd.schema import (
     Attempt,
+    EnvState,
     Example,
     Feedback,
     Plan,
     Problem,
     Record,
+    RoundEval,
     SkillTree,
     StructureLevel,
     StudentVersion,
+    Trained,
 )
 
 
@@ -60,6 +72,18 @@ class Backend(Protocol):
         ...
 
 
+class Phases(Protocol):
+    """A serving engine that can hand the GPU to training and take it back (vLLM sleep mode)."""
+
+    def sleep(self) -> None:
+        """Release the GPU memory the engine holds."""
+        ...
+
+    def wake_up(self) -> None:
+        """Take it back; the engine serves again."""
+        ...
+
+
 class Student(Protocol):
     """A trainable model that answers problems, versioned by round."""
 
@@ -74,11 +98,9 @@ class Student(Protocol):
         """Answer each problem, with the teacher's explanation in context where one is given."""
         ...
 
-    def train(
-        self, examples: Sequence[Example], round: int, init: StudentVersion | None
-    ) -> StudentVersion:
+    def train(self, examples: Sequence[Example], round: int, init: StudentVersion | None) -> Trained:
         """Fit version ``r{round}`` on ``examples``, starting from ``init``'s adapter (``None``: a fresh
-        adapter on the base), and make it the current version."""
+        adapter on the base), make it the current version, and return it with its training stats."""
         ...
 
     def use(self, version: StudentVersion) -> None:
@@ -86,8 +108,26 @@ class Student(Protocol):
         ...
 
 
-class Domain(Protocol):
-    """A problem space with a skill tree, a generator and an exact verifier."""
+class Sampler(Protocol):
+    """Where an engine's problems come from: the domain itself, or a teacher's narrower source."""
+
+    def sample(
+        self, skill_id: str, n: int, rng: random.Random, exclude: Container[str] = frozenset()
+    ) -> list[Problem]:
+        """Draw ``n`` problems of one leaf skill, none whose question is in ``exclude``.
+
+        Raises ``RuntimeError`` when ``exclude`` leaves too little of the skill to draw from."""
+        ...
+
+    def similar(
+        self, problem: Problem, n: int, rng: random.Random, exclude: Container[str] = frozenset()
+    ) -> list[Problem]:
+        """Draw ``n`` problems with the same structure as ``problem`` (different numbers)."""
+        ...
+
+
+class Domain(Sampler, Protocol):
+    """A problem space with a skill tree, a sampler of problems and an exact verifier."""
 
     name: str
 
@@ -99,20 +139,6 @@ class Domain(Protocol):
     @property
     def alphabet(self) -> str:
         """Every character a prompt or completion of this domain can contain (for char tokenizers)."""
-        ...
-
-    def sample(
-        self, skill_id: str, n: int, rng: random.Random, exclude: Container[str] = frozenset()
-    ) -> list[Problem]:
-        """Draw ``n`` problems of one leaf skill, with rationales, none whose question is in ``exclude``.
-
-        Raises ``RuntimeError`` when ``exclude`` leaves too little of the skill to draw from."""
-        ...
-
-    def similar(
-        self, problem: Problem, n: int, rng: random.Random, exclude: Container[str] = frozenset()
-    ) -> list[Problem]:
-        """Draw ``n`` problems with the same structure as ``problem`` (different numbers)."""
         ...
 
     def check(self, problem: Problem, output: str) -> tuple[str | None, bool]:
@@ -130,6 +156,39 @@ class Domain(Protocol):
 
     def completion(self, problem: Problem, style: str) -> str:
         """The training target for ``problem`` in ``style`` (``rationale`` or ``direct``)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the domain holds (a dataset domain's answer-checking workers)."""
+        ...
+
+
+class TeachingEnvironment(Protocol):
+    """What the loop calls on an environment, step by step, so it can checkpoint between the steps."""
+
+    @property
+    def state(self) -> EnvState:
+        """Rounds trained, budget used, current student version, data files so far."""
+        ...
+
+    def evaluate(self) -> RoundEval:
+        """The current student on the validation and test sets."""
+        ...
+
+    def feedback(self, evaluation: RoundEval) -> Feedback:
+        """What the teacher may see of ``evaluation`` at the environment's structure level."""
+        ...
+
+    def admit(self, examples: Sequence[Example]) -> list[Example]:
+        """The examples the environment accepts for training (held-out questions out, budget cut)."""
+        ...
+
+    def train(self, examples: Sequence[Example], data_file: str) -> Trained:
+        """Train on admitted ``examples`` (already saved as ``data_file``) and advance a round."""
+        ...
+
+    def restore(self, state: EnvState) -> None:
+        """Continue from a saved ``state`` (a resumed run)."""
         ...
 
 
@@ -160,6 +219,28 @@ class Engine(Protocol):
 
     def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
         """Make the examples the plan asks for, each with provenance."""
+        ...
+
+
+class Teacher(Protocol):
+    """What the loop calls on a teacher each round: restore, plan, views, generate."""
+
+    name: str
+
+    def restore(self, folder: Path) -> None:
+        """Reload the state a stateful policy saved in ``folder`` (the previous round's directory)."""
+        ...
+
+    def plan(self, feedback: Feedback) -> Plan:
+        """Decide what data to make from the student's feedback."""
+        ...
+
+    def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
+        """Make the examples ``plan`` asks for, each with provenance."""
+        ...
+
+    def views(self) -> list[tuple[str, Record]]:
+        """Records behind the last plan or generation (file name, record), saved in the round's folder."""
         ...
 
 

@@ -106,7 +106,7 @@ class GeneratorParams(Record):
     step: str | None = None
     """For step-targeted generation: the computation every problem had to contain (``PlanItem.step``)."""
     model: str | None = None
-    """For a generator language model: which one (e.g. ``teacher-lm:<recipe hash>`` or its DPO-aligned
+    """For a generator language model: which one (e.g. ``teacher-lm:<content hash>`` or its DPO-aligned
     ``...+dpo:<hash>``); ``None`` for procedural engines."""
     temperature: float | None = None
     """For a generator language model: its sampling temperature."""
@@ -292,6 +292,14 @@ class TrainStats(Record):
     last_loss: float
     losses: tuple[float, ...]
     """Training loss at every optimizer step, in order."""
+
+
+class Trained(Record):
+    """What one training call produced: the new student version and how its training went."""
+
+    version: StudentVersion
+    stats: TrainStats | None
+    """``None`` when there was nothing to train on (the version is then the previous one)."""
 
 
 class TeacherUsage(Record):

@@ -4,6 +4,10 @@ A teacher that models its student shows that model to the loop as records (``vie
 them in the round's directory, e.g. ``skill_profile.json``), and a policy whose plans depend on
 earlier rounds reloads its state from the last round's directory before planning (``restore``), so a
 resumed run plans exactly as an uninterrupted one.
+
+Which parts have views and which restores is stated where the concrete class is known: each entry of
+the flat registries ``POLICIES`` and ``ENGINES`` builds a ``BuiltPolicy`` or ``BuiltEngine`` naming
+them, so the ``Teacher`` never has to discover an ability at run time.
 """
 
 from __future__ import annotations
@@ -11,18 +15,19 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from tutorkd.agents.baselines.policies import ErrorDrivenPolicy, UniformPolicy
 from tutorkd.agents.baselines.procedural import ProceduralEngine
 from tutorkd.agents.dataenvgym.llm_policies import LLMSkillListPolicy, LLMSkillTreePolicy
 from tutorkd.agents.dataenvgym.policies import SkillListPolicy, SkillTreePolicy
-from tutorkd.agents.stat.profile import EnvironmentLabels, LLMSkillLabeler
+from tutorkd.agents.stat.profile import EnvironmentLabels, LLMSkillLabeler, SkillLabeler
 from tutorkd.agents.stat.teacher import (
     LLMSolver,
     PoolEngine,
     ProceduralSolver,
     SkillPool,
+    Solver,
     StatPolicy,
     SynthesisEngine,
 )
@@ -34,8 +39,7 @@ from tutorkd.protocols import Domain, Engine, GenerationContext, Policy, Student
 from tutorkd.schema import Example, Feedback, Plan, Record
 
 
-@runtime_checkable
-class Viewable(Protocol):
+class Viewer(Protocol):
     """A teacher part with records worth saving each round (its model of the student, its usage)."""
 
     def views(self) -> list[tuple[str, Record]]:
@@ -43,8 +47,7 @@ class Viewable(Protocol):
         ...
 
 
-@runtime_checkable
-class Restorable(Protocol):
+class Restorer(Protocol):
     """A policy whose plans depend on earlier rounds, with its state saved among its views."""
 
     def restore(self, folder: Path) -> None:
@@ -52,71 +55,151 @@ class Restorable(Protocol):
         ...
 
 
-def _leaves(domain: Domain) -> list[str]:
-    return domain.tree.leaves()
+class ViewedPolicy(Policy, Viewer, Protocol):
+    """A policy with views (``stat``, ``tom``)."""
 
 
-def _llm(llm: StructuredLLM | None) -> StructuredLLM:
-    if llm is None:  # TeacherConfig's validator makes this unreachable from a config
-        raise ValueError("this teacher needs an llm block in its config")
-    return llm
-
-
-def _stat_policy(cfg: TeacherConfig, domain: Domain, llm: StructuredLLM | None) -> Policy:
-    leaves = set(_leaves(domain))
-    labeler = (LLMSkillLabeler(_llm(llm), [n for n in domain.tree.nodes if n.id in leaves])
-               if cfg.stat.labeler == "llm" else EnvironmentLabels())
-    return StatPolicy(labeler, _leaves(domain), cfg.per_round, cfg.style, cfg.stat.k,
-                      cfg.stat.replay_share)
-
-
-POLICIES: dict[str, Callable[[TeacherConfig, Domain, StructuredLLM | None], Policy]] = {
-    "uniform": lambda cfg, domain, llm: UniformPolicy(_leaves(domain), cfg.per_round, cfg.style),
-    "error_driven": lambda cfg, domain, llm: ErrorDrivenPolicy(_leaves(domain), cfg.per_round, cfg.style),
-    "stat": _stat_policy,
-    "skill_list": lambda cfg, domain, llm: SkillListPolicy(cfg.per_round, cfg.style, cfg.skills),
-    "skill_tree": lambda cfg, domain, llm: SkillTreePolicy(cfg.per_round, cfg.style, cfg.skills),
-    "skill_list_llm": lambda cfg, domain, llm: LLMSkillListPolicy(
-        _llm(llm), SkillListPolicy(cfg.per_round, cfg.style, cfg.skills)),
-    "skill_tree_llm": lambda cfg, domain, llm: LLMSkillTreePolicy(
-        _llm(llm), SkillTreePolicy(cfg.per_round, cfg.style, cfg.skills)),
-    "tpd": lambda cfg, domain, llm: TPDPolicy(domain, cfg.per_round, cfg.style, cfg.tpd),
-    "tom": lambda cfg, domain, llm: ToMPolicy(domain, cfg.per_round, cfg.tom, cfg.style),
-}
-"""``TeacherConfig.policy`` to the constructor ``(config, domain, teacher LLM or None)``."""
-
-
-def _pool(cfg: TeacherConfig, domain: Domain, exclude: Container[str]) -> SkillPool:
-    return SkillPool(domain, cfg.stat.pool_per_skill, cfg.stat.pool_seed, exclude)
-
-
-def _synthesis(cfg: TeacherConfig, domain: Domain, exclude: Container[str],
-               llm: StructuredLLM | None) -> Engine:
-    solver = (LLMSolver(_llm(llm), domain, cfg.stat.solver_temperature) if cfg.stat.solver == "llm"
-              else ProceduralSolver(domain))
-    return SynthesisEngine(domain, _pool(cfg, domain, exclude), solver, exclude, cfg.stat.solutions,
-                           cfg.stat.min_agree, cfg.stat.references)
-
-
-ENGINES: dict[str, Callable[[TeacherConfig, Domain, Container[str], StructuredLLM | None], Engine]] = {
-    "procedural": lambda cfg, domain, exclude, llm: ProceduralEngine(domain, exclude),
-    "stat_pool": lambda cfg, domain, exclude, llm: PoolEngine(domain, _pool(cfg, domain, exclude)),
-    "stat_synthesis": _synthesis,
-    "discriminating": lambda cfg, domain, exclude, llm: DiscriminatingEngine(domain, exclude),
-    "items": lambda cfg, domain, exclude, llm: ItemEngine(domain, exclude),
-}
-"""``TeacherConfig.engine`` to the constructor ``(config, domain, exclude, teacher LLM or None)``."""
+class StatefulPolicy(ViewedPolicy, Restorer, Protocol):
+    """A policy with views that restores its state from them (``skill_tree``, ``tpd``, the LLM ones)."""
 
 
 @dataclass(frozen=True)
+class BuiltPolicy:
+    """A policy and the abilities beyond ``plan`` it offers the loop, stated by its builder."""
+
+    policy: Policy
+    viewer: Viewer | None = None
+    """The policy again when it has views, else ``None``."""
+    restorer: Restorer | None = None
+    """The policy again when it restores its state, else ``None``."""
+
+
+def plain(policy: Policy) -> BuiltPolicy:
+    """A policy with no views and no state (the baselines, ``skill_list``)."""
+    return BuiltPolicy(policy)
+
+
+def viewed(policy: ViewedPolicy) -> BuiltPolicy:
+    """A policy whose views the loop saves each round."""
+    return BuiltPolicy(policy, viewer=policy)
+
+
+def stateful(policy: StatefulPolicy) -> BuiltPolicy:
+    """A policy whose views the loop saves and which reloads them when a run resumes."""
+    return BuiltPolicy(policy, viewer=policy, restorer=policy)
+
+
+@dataclass(frozen=True)
+class BuiltEngine:
+    """An engine and, when it has views (``stat_synthesis``: its filter counts), the engine again."""
+
+    engine: Engine
+    viewer: Viewer | None = None
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """Everything a registry entry may build its part from."""
+
+    cfg: TeacherConfig
+    domain: Domain
+    exclude: Container[str] = frozenset()
+    """Questions the engine must never generate nor a quizzing policy draw (the held-out sets)."""
+    llm: StructuredLLM | None = None
+    """The teacher LLM, when the config has an ``llm`` block."""
+    student: Student | None = None
+    """The student, for policies that quiz it (``tom``)."""
+
+    def leaves(self) -> list[str]:
+        """The domain's leaf skills."""
+        return self.domain.tree.leaves()
+
+    def need_llm(self) -> StructuredLLM:
+        """The teacher LLM; ``ValueError`` without one (TeacherConfig's validator makes that unreachable
+        from a config)."""
+        if self.llm is None:
+            raise ValueError("this teacher needs an llm block in its config")
+        return self.llm
+
+    def need_student(self) -> Student:
+        """The student; ``ValueError`` naming the policy without one."""
+        if self.student is None:
+            raise ValueError(f"policy {self.cfg.policy} quizzes the student: pass student= to build_teacher")
+        return self.student
+
+
+def _stat_policy(b: BuildInputs) -> BuiltPolicy:
+    cfg, leaves, tree = b.cfg, b.leaves(), b.domain.tree
+    stat, known = cfg.stat, set(leaves)
+    labeler: SkillLabeler = (LLMSkillLabeler(b.need_llm(), [n for n in tree.nodes if n.id in known])
+                             if stat.labeler == "llm" else EnvironmentLabels())
+    return viewed(StatPolicy(labeler, leaves, cfg.per_round, cfg.style, stat.k, stat.replay_share))
+
+
+def _tom_policy(b: BuildInputs) -> BuiltPolicy:
+    cfg = b.cfg
+    return viewed(ToMPolicy(b.domain, cfg.per_round, cfg.tom, cfg.style, student=b.need_student(),
+                            exclude=b.exclude))
+
+
+POLICIES: dict[str, Callable[[BuildInputs], BuiltPolicy]] = {
+    "uniform": lambda b: plain(UniformPolicy(b.leaves(), b.cfg.per_round, b.cfg.style)),
+    "error_driven": lambda b: plain(ErrorDrivenPolicy(b.leaves(), b.cfg.per_round, b.cfg.style)),
+    "stat": _stat_policy,
+    "skill_list": lambda b: plain(SkillListPolicy(b.cfg.per_round, b.cfg.style, b.cfg.skills)),
+    "skill_tree": lambda b: stateful(SkillTreePolicy(b.cfg.per_round, b.cfg.style, b.cfg.skills)),
+    "skill_list_llm": lambda b: stateful(LLMSkillListPolicy(
+        b.need_llm(), SkillListPolicy(b.cfg.per_round, b.cfg.style, b.cfg.skills))),
+    "skill_tree_llm": lambda b: stateful(LLMSkillTreePolicy(
+        b.need_llm(), SkillTreePolicy(b.cfg.per_round, b.cfg.style, b.cfg.skills))),
+    "tpd": lambda b: stateful(TPDPolicy(b.domain, b.cfg.per_round, b.cfg.style, b.cfg.tpd)),
+    "tom": _tom_policy,
+}
+"""``TeacherConfig.policy`` to its builder, which states the policy's views and state."""
+
+
+def _pool(b: BuildInputs) -> SkillPool:
+    stat = b.cfg.stat
+    return SkillPool(b.domain, stat.pool_per_skill, stat.pool_seed, b.exclude)
+
+
+def _synthesis(b: BuildInputs) -> BuiltEngine:
+    stat, domain = b.cfg.stat, b.domain
+    solver: Solver = (LLMSolver(b.need_llm(), domain, stat.solver_temperature) if stat.solver == "llm"
+                      else ProceduralSolver(domain))
+    engine = SynthesisEngine(domain, _pool(b), solver, b.exclude, stat.solutions, stat.min_agree,
+                             stat.references)
+    return BuiltEngine(engine, viewer=engine)
+
+
+ENGINES: dict[str, Callable[[BuildInputs], BuiltEngine]] = {
+    "procedural": lambda b: BuiltEngine(ProceduralEngine(b.domain, b.exclude)),
+    "stat_pool": lambda b: BuiltEngine(PoolEngine(b.domain, _pool(b))),
+    "stat_synthesis": _synthesis,
+    "discriminating": lambda b: BuiltEngine(DiscriminatingEngine(b.domain, b.exclude)),
+    "items": lambda b: BuiltEngine(ItemEngine(b.domain, b.exclude)),
+}
+"""``TeacherConfig.engine`` to its builder, which states whether the engine has views."""
+
+
+# Not frozen: ``tutorkd.protocols.Teacher`` declares ``name`` a plain (settable) attribute.
+@dataclass
 class Teacher:
-    """A named policy and engine; the loop calls ``restore``, ``plan``, ``views``, ``generate`` per round."""
+    """A named policy and engine; the loop calls ``restore``, ``plan``, ``views``, ``generate`` per round.
+
+    Implements ``tutorkd.protocols.Teacher``. ``viewers`` and ``restorer`` are the parts that offer
+    those abilities, as their builders stated; ``build_teacher`` fills them in.
+    """
 
     name: str
     policy: Policy
     engine: Engine
     llm: StructuredLLM | None = None
-    """The teacher's own language model, if it uses one (its token usage is one of the views)."""
+    """The teacher's own language model, if it uses one; its token usage is always the last view."""
+    viewers: tuple[Viewer, ...] = ()
+    """The parts with views, in the order their records are returned (policy, then engine)."""
+    restorer: Restorer | None = None
+    """The part that reloads its state when a run resumes (a stateful policy), if any."""
 
     def plan(self, feedback: Feedback) -> Plan:
         """Decide what data to make from the student's feedback."""
@@ -129,22 +212,13 @@ class Teacher:
     def views(self) -> list[tuple[str, Record]]:
         """Records behind the last plan (file name, record), e.g. ``skill_profile.json``; none for the
         baselines. The loop saves them next to the round's ``plan.json``."""
-        parts = (self.policy, self.engine, self.llm)
-        return [view for part in parts if isinstance(part, Viewable) for view in part.views()]
+        parts = (*self.viewers, self.llm) if self.llm is not None else self.viewers
+        return [view for part in parts for view in part.views()]
 
     def restore(self, folder: Path) -> None:
         """Let a stateful policy reload what it saved in ``folder``; a no-op for the others."""
-        if isinstance(self.policy, Restorable):
-            self.policy.restore(folder)
-
-
-@runtime_checkable
-class Quizzing(Protocol):
-    """A policy that asks the student questions itself (``tom``); ``build_teacher`` attaches the student."""
-
-    def attach(self, student: Student, exclude: Container[str]) -> None:
-        """Give the policy the student and the questions it must never draw."""
-        ...
+        if self.restorer is not None:
+            self.restorer.restore(folder)
 
 
 def build_teacher(cfg: TeacherConfig, domain: Domain, exclude: Container[str] = frozenset(),
@@ -153,14 +227,12 @@ def build_teacher(cfg: TeacherConfig, domain: Domain, exclude: Container[str] = 
 
     ``exclude`` is the set of questions the engine must never generate (the held-out evaluation
     questions); the verification filter checks this again, but excluding up front wastes no budget.
-    ``student`` is required by policies that quiz the student (``tom``) and ignored by the others.
-    The teacher LLM, if any, starts on its first call, so building is cheap.
+    ``student`` is required by policies that quiz the student (``tom``: ``ValueError`` without it) and
+    ignored by the others. The teacher LLM, if any, starts on its first call, so building is cheap.
     """
     llm = StructuredLLM.from_config(cfg.llm) if cfg.llm is not None else None
-    policy = POLICIES[cfg.policy](cfg, domain, llm)
-    if isinstance(policy, Quizzing):
-        if student is None:
-            raise ValueError(f"policy {cfg.policy} quizzes the student: pass student= to build_teacher")
-        policy.attach(student, exclude)
-    engine = ENGINES[cfg.engine](cfg, domain, exclude, llm)
-    return Teacher(name=cfg.name, policy=policy, engine=engine, llm=llm)
+    inputs = BuildInputs(cfg, domain, exclude, llm, student)
+    planner, maker = POLICIES[cfg.policy](inputs), ENGINES[cfg.engine](inputs)
+    viewers = tuple(part.viewer for part in (planner, maker) if part.viewer is not None)
+    return Teacher(name=cfg.name, policy=planner.policy, engine=maker.engine, llm=llm, viewers=viewers,
+                   restorer=planner.restorer)

@@ -248,6 +248,9 @@ class ArithmeticDomain:
         """A fresh copy of ``DEFAULT_PRETRAIN_MIX`` (leaf skill id to sampling weight)."""
         return dict(DEFAULT_PRETRAIN_MIX)
 
+    def close(self) -> None:
+        """Nothing to release: the domain is pure computation."""
+
     def _spec(self, skill_id: str) -> _SkillSpec:
         if skill_id not in self._specs:
             raise ValueError(f"unknown arithmetic skill {skill_id!r}; leaf skills are {sorted(self._specs)}")
@@ -337,6 +340,21 @@ class ArithmeticDomain:
         """Exact number of distinct questions of ``skill_id`` (enumerated once, then cached)."""
         self._spec(skill_id)
         return _space_size(skill_id)
+
+
+_SHARED = ArithmeticDomain()
+"""The domain holds no state but its skill table, so code that reasons about arithmetic questions
+without a run (TPD's bug library) uses the functions below instead of a domain of its own."""
+
+
+def classify(question: str) -> str:
+    """The leaf skill of an arithmetic question (``ArithmeticDomain.classify``)."""
+    return _SHARED.classify(question)
+
+
+def make_problem(skill_id: str, operands: Operands) -> Problem:
+    """The problem of ``skill_id`` with these operands (``ArithmeticDomain.make``)."""
+    return _SHARED.make(skill_id, operands)
 
 
 @functools.cache

@@ -35,11 +35,10 @@ import random
 from collections.abc import Container, Mapping, Sequence
 from functools import cached_property
 
-from tutorkd.config import ArithmeticEnvConfig, ConfigError, DatasetEnvConfig, EnvConfig
+from tutorkd.config import ConfigError, DatasetEnvConfig
 from tutorkd.environments.heldout import HeldOut, normalize
 from tutorkd.environments.mathcheck import MathChecker
 from tutorkd.environments.sources import load_problems, read_labels, relabel, skill_nodes
-from tutorkd.protocols import Domain
 from tutorkd.schema import Problem, SkillTree
 
 log = logging.getLogger(__name__)
@@ -154,22 +153,6 @@ class _Both:
 
     def __contains__(self, item: object) -> bool:
         return item == self.question or item in self.exclude
-
-
-def build_domain(env_cfg: EnvConfig) -> tuple[Domain, HeldOut]:
-    """The domain and the fixed validation/test sets an environment config describes.
-
-    Arithmetic builds the procedural domain; ``gsm8k`` and ``math`` load their dataset (raising
-    ``ConfigError`` with the fix when it is neither local nor downloadable) and split it as the module
-    docstring says.
-    """
-    if isinstance(env_cfg, ArithmeticEnvConfig):
-        from tutorkd.environments.arithmetic import ArithmeticDomain
-
-        domain = ArithmeticDomain()
-        heldout = HeldOut.build(domain, env_cfg.test_per_skill, env_cfg.val_per_skill, env_cfg.split_seed)
-        return domain, heldout
-    return build_dataset_domain(env_cfg)
 
 
 def build_dataset_domain(cfg: DatasetEnvConfig) -> tuple[DatasetDomain, HeldOut]:

@@ -1,9 +1,10 @@
 """The teaching environment: DataEnvGym's evaluate -> feedback -> train loop at three structure levels.
 
-``reset`` and ``step`` are the whole contract for simple drivers. The langgraph loop instead calls the
-fine-grained parts (``evaluate``, ``feedback``, ``admit``, ``train``, ``restore``) so it can checkpoint
-between them: it writes the admitted examples to the run directory itself and passes that file to
-``train``, and resumes with ``restore(state)``.
+``reset`` and ``step`` (``tutorkd.protocols.Environment``) are the whole contract for simple drivers.
+The langgraph loop instead calls the fine-grained parts (``tutorkd.protocols.TeachingEnvironment``:
+``evaluate``, ``feedback``, ``admit``, ``train``, ``restore``) so it can checkpoint between them: it
+writes the admitted examples to the run directory itself and passes that file to ``train``, and
+resumes with ``restore(state)``. ``reset``/``step`` are built on the same parts.
 
 The structure level is a behaviour of the environment, not an option of the teacher: an open-ended
 environment never lets skill labels or accuracies reach the teacher.
@@ -16,8 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from tutorkd.config import ArithmeticEnvConfig
-from tutorkd.environments.arithmetic import ArithmeticDomain
+from tutorkd.config import EnvConfig
 from tutorkd.environments.heldout import HeldOut
 from tutorkd.io import read_jsonl, write_jsonl
 from tutorkd.protocols import Domain, Student
@@ -33,6 +33,7 @@ from tutorkd.schema import (
     SkillTree,
     StructureLevel,
     StudentVersion,
+    Trained,
 )
 
 log = logging.getLogger(__name__)
@@ -41,16 +42,16 @@ log = logging.getLogger(__name__)
 class TeachingEnv:
     """Evaluates a student on fixed held-out sets, describes it to a teacher, and trains it on data.
 
-    Implements ``tutorkd.protocols.Environment``. Feedback comes only from validation problems; test
-    scores are recorded in ``RoundEval`` but never shown. The budget is a cumulative count of training
-    examples over the whole run.
+    Implements ``tutorkd.protocols.TeachingEnvironment`` and ``Environment``. Feedback comes only from
+    validation problems; test scores are recorded in ``RoundEval`` but never shown. The budget is a
+    cumulative count of training examples over the whole run.
     """
 
     def __init__(
         self,
         domain: Domain,
         student: Student,
-        config: ArithmeticEnvConfig,
+        config: EnvConfig,
         heldout: HeldOut,
         work_dir: Path,
     ) -> None:
@@ -164,7 +165,7 @@ class TeachingEnv:
             log.info("budget: admitted %d of %d examples (%d cut)", left, len(examples), len(examples) - left)
         return list(examples[:left])
 
-    def train(self, examples: Sequence[Example], data_file: str) -> StudentVersion:
+    def train(self, examples: Sequence[Example], data_file: str) -> Trained:
         """Train on ``examples`` (already admitted, and already written to ``data_file``) and advance.
 
         ``continue`` mode trains from the current adapter on the new data; ``retrain`` mode trains a
@@ -179,20 +180,20 @@ class TeachingEnv:
             )
         if not examples:
             log.warning("round %d: no examples to train on; the student is unchanged", state.round + 1)
-            version = state.student
+            trained = Trained(version=state.student, stats=None)
         elif self.config.train_mode == "continue":
             init = None if state.student.adapter_path is None else state.student
-            version = self.student.train(examples, round=state.round + 1, init=init)
+            trained = self.student.train(examples, round=state.round + 1, init=init)
         else:
             earlier = [ex for path in state.data_files for ex in read_jsonl(path, Example)]
-            version = self.student.train(earlier + list(examples), round=state.round + 1, init=None)
+            trained = self.student.train(earlier + list(examples), round=state.round + 1, init=None)
         self._state = EnvState(
             round=state.round + 1,
             budget_used=state.budget_used + len(examples),
-            student=version,
+            student=trained.version,
             data_files=(*state.data_files, str(data_file)),
         )
-        return version
+        return trained
 
     def restore(self, state: EnvState) -> None:
         """Resume from ``state``: the student serves ``state.student`` again."""
@@ -215,21 +216,18 @@ class TeachingEnv:
         return self.feedback(self.evaluate())
 
 
-def make_env(
-    config: ArithmeticEnvConfig,
-    student: Student,
-    domain: ArithmeticDomain | None = None,
-    work_dir: Path | None = None,
-) -> TeachingEnv:
-    """A ``TeachingEnv`` on the arithmetic domain with the config's held-out sets.
+def make_env(config: EnvConfig, student: Student, work_dir: Path | None = None) -> TeachingEnv:
+    """A ``TeachingEnv`` on the domain and held-out sets ``config`` describes (the domain factory), for
+    users who drive their own loop with ``reset``/``step``.
 
     ``work_dir`` (where ``step`` writes data files) defaults to a new temporary folder.
     """
-    domain = domain or ArithmeticDomain()
-    heldout = HeldOut.build(domain, config.test_per_skill, config.val_per_skill, config.split_seed)
+    from tutorkd.environments.factory import build_domain
+
+    setup = build_domain(config)
     if work_dir is None:
         work_dir = Path(tempfile.mkdtemp(prefix="tutorkd-env-"))
-    return TeachingEnv(domain, student, config, heldout, work_dir)
+    return TeachingEnv(setup.domain, student, config, setup.heldout, work_dir)
 
 
 def _score(skill_id: str, attempts: Sequence[Attempt]) -> SkillScore:

@@ -113,7 +113,7 @@ def load_run(run_dir: Path) -> RunAccount:
     Raises ``ConfigError`` (a user error) for a folder that is not a run or has no evaluated round.
     """
     from tutorkd.config import ConfigError
-    from tutorkd.run import load_run_config
+    from tutorkd.rundir import load_run_config
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)

@@ -140,7 +140,7 @@ def _run_section(run: RunAccount, open_: bool) -> str:
 
 
 def _learning_curve(run_dir: Path) -> bytes:
-    from tutorkd.plots import plot_learning_curve
+    from tutorkd.evals.plots import plot_learning_curve
 
     with tempfile.TemporaryDirectory() as tmp:
         return plot_learning_curve(run_dir, Path(tmp) / "curve.png").read_bytes()

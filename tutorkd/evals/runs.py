@@ -10,16 +10,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from tutorkd.config import ConfigError, RunConfig
+from tutorkd.config import ConfigError
 from tutorkd.environments.heldout import HeldOut
 from tutorkd.evals.contamination import run_training_examples
 from tutorkd.evals.suite import EvalConfig, SuiteReport, run_suite
 from tutorkd.io import read_json, write_json
 from tutorkd.loop import round_dir
+from tutorkd.rundir import HELDOUT_FILE, load_run_config
 from tutorkd.schema import RoundEval, StudentVersion
-
-HELDOUT_FILE = "heldout.json"
-"""Where a run may save its ``HeldOut`` sets; without it they are rebuilt from the config and checked."""
 
 
 class HeldOutMismatch(ConfigError):
@@ -65,17 +63,19 @@ def run_version(run_dir: Path, k: int) -> StudentVersion:
 def run_heldout(run_dir: Path) -> HeldOut:
     """The held-out sets a run was scored on.
 
-    ``RUN_DIR/heldout.json`` when the run saved them; otherwise rebuilt from the run's config and
-    checked against the validation problems recorded in ``rounds/r0/eval.json``, because a different
-    version of tutorkd may draw different sets from the same config. Raises ``HeldOutMismatch`` then.
+    ``RUN_DIR/heldout.json`` when the run saved them; otherwise rebuilt from the run's config (the domain
+    factory) and checked against the validation problems recorded in ``rounds/r0/eval.json``, because a
+    different version of tutorkd may draw different sets from the same config. Raises
+    ``HeldOutMismatch`` then.
     """
-    from tutorkd.environments.arithmetic import ArithmeticDomain
-    from tutorkd.run import load_run_config
+    from tutorkd.environments.factory import build_domain
 
     if (run_dir / HELDOUT_FILE).exists():
         return read_json(run_dir / HELDOUT_FILE, HeldOut)
     env = load_run_config(run_dir).environment
-    heldout = HeldOut.build(ArithmeticDomain(), env.test_per_skill, env.val_per_skill, env.split_seed)
+    setup = build_domain(env)
+    setup.domain.close()
+    heldout = setup.heldout
     base_eval = round_dir(run_dir, 0) / "eval.json"
     if base_eval.exists():
         used = [a.problem.question for a in read_json(base_eval, RoundEval).val_attempts]
@@ -88,28 +88,12 @@ def run_heldout(run_dir: Path) -> HeldOut:
     return heldout
 
 
-def _base_dir(run_cfg: RunConfig, heldout: HeldOut, version: StudentVersion) -> Path:
-    """The base model ``version``'s adapter was trained on (recorded by PEFT in its config), else the
-    cached base the run's config builds; an adapter on another base is an error, not a silent swap."""
-    from tutorkd.environments.arithmetic import ArithmeticDomain
-    from tutorkd.students.pretrain import pretrain_base
-
-    recorded = None
-    if version.adapter_path is not None:
-        adapter_cfg = json.loads((Path(version.adapter_path) / "adapter_config.json").read_text())
-        recorded = Path(adapter_cfg["base_model_name_or_path"])
-        if recorded.is_dir():
-            return recorded
-    domain = ArithmeticDomain()
-    mix = run_cfg.student.pretrain_mix or domain.default_pretrain_mix
-    # Why ``reserved``: the same exclusion ``tutorkd.run.build_loop`` pretrains with, hence the same base.
-    base = pretrain_base(run_cfg.student, domain, mix, exclude=heldout.reserved)
-    if recorded is not None and recorded.resolve() != base.resolve():
-        raise ConfigError(
-            f"adapter {version.name} was trained on base {recorded}, which is gone, and the "
-            f"run's config now builds {base}; this student version cannot be rebuilt"
-        )
-    return base
+def recorded_base(version: StudentVersion) -> Path | None:
+    """The base model ``version``'s adapter was trained on, as PEFT recorded it (``None``: the base)."""
+    if version.adapter_path is None:
+        return None
+    adapter_cfg = json.loads((Path(version.adapter_path) / "adapter_config.json").read_text())
+    return Path(adapter_cfg["base_model_name_or_path"])
 
 
 def evaluate_run(
@@ -120,27 +104,33 @@ def evaluate_run(
 ) -> tuple[SuiteReport, Path]:
     """Run suite ``cfg`` on version ``r{k}`` of ``run_dir`` (default: its last round) against the base.
 
-    Writes the report to ``RUN_DIR/evals/{suite}-{version}.json`` and returns it with that path.
+    The student is rebuilt through the run assembly from the run's saved config, on the base model its
+    adapter recorded when that folder still exists (else the config's base, which must be the same:
+    an adapter on another base is an error, not a silent swap). Writes the report to
+    ``RUN_DIR/evals/{suite}-{version}.json`` and returns it with that path.
     """
-    from tutorkd.environments.arithmetic import ArithmeticDomain
-    from tutorkd.run import build_backend, load_run_config
-    from tutorkd.students.student import LoRAStudent
+    from tutorkd.assembly import build_student_setup
 
     run_cfg = load_run_config(run_dir)
     k = last_round(run_dir) if k is None else k
     version = run_version(run_dir, k)
     heldout = run_heldout(run_dir)
     training = [e for e in run_training_examples(run_dir) if e.provenance.round <= k]
-    on_status("loading the base student (cached by recipe)")
-    base_dir = _base_dir(run_cfg, heldout, version)
-    domain = ArithmeticDomain()
-    backend = build_backend(run_cfg, base_dir, run_dir)
+    on_status("loading the base student (cached by content hash)")
+    recorded = recorded_base(version)
+    setup = build_student_setup(run_cfg, run_dir,
+                                base_dir=recorded if recorded is not None and recorded.is_dir() else None)
     try:
-        student = LoRAStudent(domain, backend, base_dir, run_cfg.student, work_dir=run_dir, seed=run_cfg.seed)
+        if recorded is not None and recorded.resolve() != setup.base_dir.resolve():
+            raise ConfigError(
+                f"adapter {version.name} was trained on base {recorded}, which is gone, and the "
+                f"run's config now builds {setup.base_dir}; this student version cannot be rebuilt"
+            )
+        student = setup.new_student(run_dir)
         on_status(f"evaluating {version.name} and base on {', '.join(cfg.splits)}")
-        report = run_suite(cfg, student, version, domain.tree, heldout, training, run_dir=str(run_dir))
+        report = run_suite(cfg, student, version, setup.domain.tree, heldout, training, run_dir=str(run_dir))
     finally:
-        backend.close()
+        setup.close()
     out = run_dir / "evals" / f"{cfg.name}-{version.name}.json"
     write_json(out, report)
     return report, out

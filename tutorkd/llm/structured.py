@@ -49,18 +49,10 @@ class StructuredLLM:
     @classmethod
     def from_config(cls, cfg: TeacherLLMConfig) -> StructuredLLM:
         """The teacher LLM ``cfg`` describes (its engine starts on the first call)."""
+        from tutorkd.llm.factory import teacher_backend
+
         def factory() -> Backend:
-            if cfg.backend == "openai":
-                from tutorkd.llm.openai_backend import teacher_backend
-
-                return teacher_backend(cfg)
-            if cfg.backend == "vllm":
-                from tutorkd.llm.vllm_backend import VLLMBackend
-
-                return VLLMBackend(cfg.model, max_lora_rank=8, max_model_len=cfg.max_model_len, seed=cfg.seed)
-            from tutorkd.llm.hf_backend import TransformersBackend
-
-            return TransformersBackend(cfg.model)
+            return teacher_backend(cfg)
 
         params = SamplingConfig(max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)
         return cls(factory, params, structured=cfg.backend != "transformers")

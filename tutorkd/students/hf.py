@@ -16,9 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from tutorkd.config import ConfigError, HFStudentConfig, RunConfig
-from tutorkd.protocols import Backend, Domain
-from tutorkd.students.student import LoRAStudent, Phases
+from tutorkd.config import ConfigError, HFStudentConfig
+from tutorkd.protocols import Backend, Domain, Phases
+from tutorkd.students.student import LoRAStudent
 
 STOP = ("\nQuestion:",)
 """Stop strings of an answer: a model that has answered may go on to invent the next question."""
@@ -53,38 +53,3 @@ def check_model_folder(model_path: str) -> Path:
             f"--local-dir {model_path}`"
         )
     return folder
-
-
-def build_hf_student(cfg: RunConfig, domain: Domain, run_dir: Path) -> LoRAStudent:
-    """The ``kind: hf`` student of a run and the engine serving it (``cfg.backend``), ready to answer.
-
-    ``vllm``: one in-process engine; ``transformers``: plain generate; ``openai``: the server at
-    ``base_url``, or a ``vllm serve`` started for the run (log in ``run_dir/vllm_server.log``), put to
-    sleep around training when ``sleep_during_training`` is set. The model folder is checked first, so
-    a missing download fails with the fix before any engine starts.
-    """
-    student_cfg = cfg.student
-    if not isinstance(student_cfg, HFStudentConfig):
-        raise TypeError(f"build_hf_student needs student kind hf, got {student_cfg.kind}")
-    model_dir = check_model_folder(student_cfg.model_path)
-    backend_cfg = cfg.backend
-    phases: Phases | None = None
-    backend: Backend
-    if backend_cfg.kind == "openai":
-        from tutorkd.llm.openai_backend import student_backend
-
-        backend = student_backend(backend_cfg, model_dir, student_cfg.lora_rank, seed=cfg.seed,
-                                  log_file=run_dir / "vllm_server.log")
-        if backend_cfg.sleep_during_training:
-            phases = backend
-    elif backend_cfg.kind == "vllm":
-        from tutorkd.llm.vllm_backend import VLLMBackend
-
-        backend = VLLMBackend(model_dir, max_lora_rank=student_cfg.lora_rank,
-                              max_model_len=backend_cfg.max_model_len, kv_cache_gib=backend_cfg.kv_cache_gib,
-                              seed=cfg.seed)
-    else:
-        from tutorkd.llm.hf_backend import TransformersBackend
-
-        backend = TransformersBackend(model_dir, device=training_device(student_cfg))
-    return hf_student(domain, backend, student_cfg, run_dir, seed=cfg.seed, phases=phases)

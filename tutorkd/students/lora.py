@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from tutorkd.config import HFStudentConfig, TinyStudentConfig
 from tutorkd.io import staging_dir
@@ -20,6 +20,43 @@ from tutorkd.schema import TrainStats
 from tutorkd.students.pretrain import MAX_LENGTH, torch_threads
 
 log = logging.getLogger(__name__)
+
+
+def trainer_args(
+    output_dir: Path,
+    *,
+    cuda: bool,
+    learning_rate: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    max_length: int,
+) -> dict[str, Any]:
+    """Keyword arguments shared by this package's TRL trainer configs (``SFTConfig`` for LoRA here,
+    ``DPOConfig`` for the ARTE teacher); each caller adds its method's own.
+
+    On the CPU unless ``cuda`` (then bf16 autocast); the seed also fixes the data order; a loss is
+    logged every step (callers read the losses back from the trainer's log history), but nothing is
+    reported, saved or drawn as a progress bar, since a teaching loop runs many short trainings and
+    shows its own progress.
+    """
+    return {
+        "output_dir": str(output_dir),
+        "use_cpu": not cuda,
+        "bf16": cuda,
+        "gradient_checkpointing": False,
+        "report_to": "none",
+        "learning_rate": learning_rate,
+        "num_train_epochs": epochs,
+        "per_device_train_batch_size": batch_size,
+        "seed": seed,
+        "data_seed": seed,
+        "max_length": max_length,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+    }
 
 
 def train_lora(
@@ -72,22 +109,16 @@ def train_lora(
                 {"prompt": [p for p, _ in pairs], "completion": [c for _, c in pairs]}
             )
             args = SFTConfig(
-                output_dir=str(tmp / "trainer"),
-                use_cpu=device == "cpu",
-                bf16=device == "cuda",
-                gradient_checkpointing=False,
-                report_to="none",
-                learning_rate=cfg.learning_rate,
-                num_train_epochs=cfg.epochs,
-                per_device_train_batch_size=cfg.batch_size,
-                seed=seed,
-                data_seed=seed,
-                max_length=max_length,
+                **trainer_args(
+                    tmp / "trainer",
+                    cuda=device == "cuda",
+                    learning_rate=cfg.learning_rate,
+                    epochs=cfg.epochs,
+                    batch_size=cfg.batch_size,
+                    seed=seed,
+                    max_length=max_length,
+                ),
                 completion_only_loss=True,
-                logging_steps=1,
-                save_strategy="no",
-                disable_tqdm=True,
-                dataloader_num_workers=0,
             )
             # Why: one progress bar per dataset pass is noise inside a teaching loop's own progress.
             datasets.disable_progress_bars()

@@ -1,32 +1,29 @@
-"""Pretrain the tiny base student from scratch on a skewed skill mix, cached by recipe hash.
+"""Pretrain the tiny base student from scratch on a skewed skill mix, cached by content hash.
 
 The base is a small Llama with a character-level tokenizer, trained by a plain torch loop on a
 stream of problems drawn from a domain: each skill by its ``mix`` weight, written with a rationale
 or directly, plus a share whose prompt already holds (part of) the rationale, so the student learns to
 use an explanation placed in its context. The result is saved under a folder named by a hash of
-everything that determines the weights; a second call with the same recipe reuses it.
+everything that determines the weights (a ``PretrainSpec``); a second call with the same spec reuses it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import random
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Container, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tutorkd.cache import cache_root, cached_build
 from tutorkd.config import TinyStudentConfig
 from tutorkd.environments.heldout import Reserved
-from tutorkd.io import write_json
 from tutorkd.protocols import Domain
 from tutorkd.schema import Problem, Record
 
@@ -35,23 +32,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = 1
+SPEC_VERSION = 1
 """Bump when the training loop or data format changes, so stale cached bases are not reused."""
 TORCH_THREADS = 2
 """Torch threads for pretraining, fixed rather than taken from the machine or ``OMP_NUM_THREADS``:
-float sums depend on the thread count, and a cached base (keyed by its recipe) must have the same
+float sums depend on the thread count, and a cached base (keyed by its spec) must have the same
 weights wherever it was built (measured: 1 and 2 threads give different weights)."""
 MAX_LENGTH = 128
 """Longest training sequence and the model's ``max_position_embeddings``."""
 
 
-class PretrainRecipe(Record):
-    """Everything that determines a pretrained base's weights; its hash names the cache folder.
+class PretrainSpec(Record):
+    """Everything that determines a pretrained base's weights; its hash (``key``) names the cache folder.
 
-    Saved as ``recipe.json`` next to the weights, with the outcome (``final_loss``, ``seconds``).
+    Saved as ``SPEC_FILE`` (``recipe.json``) next to the weights, with the outcome (``final_loss``,
+    ``seconds``).
     """
 
     recipe_version: int
+    """``SPEC_VERSION``. Named before the rename to "spec" and kept: the field names are hashed into
+    ``key``, so renaming one would orphan every cached base."""
     domain: str
     alphabet: str
     mix: dict[str, float]
@@ -76,10 +76,10 @@ class PretrainRecipe(Record):
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def make_recipe(
+def make_spec(
     cfg: TinyStudentConfig, domain: Domain, mix: Mapping[str, float], exclude: Collection[str] | Reserved
-) -> PretrainRecipe:
-    """The recipe of ``pretrain_base`` for these arguments (validates ``mix`` against the domain)."""
+) -> PretrainSpec:
+    """The spec of ``pretrain_base`` for these arguments (validates ``mix`` against the domain)."""
     leaves = set(domain.tree.leaves())
     unknown = sorted(set(mix) - leaves)
     if unknown:
@@ -92,8 +92,8 @@ def make_recipe(
     else:
         listed = sorted(exclude)
         excluded_count, excluded_sha = len(listed), hashlib.sha256("\n".join(listed).encode()).hexdigest()
-    return PretrainRecipe(
-        recipe_version=RECIPE_VERSION,
+    return PretrainSpec(
+        recipe_version=SPEC_VERSION,
         domain=domain.name,
         alphabet=domain.alphabet,
         mix=dict(sorted(mix.items())),
@@ -111,76 +111,40 @@ def make_recipe(
     )
 
 
-def cache_root(cfg: TinyStudentConfig) -> Path:
-    """Folder of cached bases: ``cfg.cache_dir``, else ``$TUTORKD_CACHE/students``, else
-    ``~/.cache/tutorkd/students``."""
-    if cfg.cache_dir is not None:
-        return Path(cfg.cache_dir).expanduser()
-    env = os.environ.get("TUTORKD_CACHE")
-    if env:
-        return Path(env).expanduser() / "students"
-    return Path.home() / ".cache" / "tutorkd" / "students"
-
-
 def pretrain_base(
     cfg: TinyStudentConfig,
     domain: Domain,
     mix: Mapping[str, float],
     exclude: Collection[str] | Reserved = frozenset(),
 ) -> Path:
-    """Path of a base model pretrained with this recipe, training it first unless it is cached.
+    """Folder of a base model pretrained to this spec, training it first unless it is cached.
 
     ``mix`` maps leaf skill ids to sampling weights (callers usually pass ``cfg.pretrain_mix`` or the
     domain's default mix); ``exclude`` holds the held-out questions, which never enter the stream.
-    Training happens in a temporary folder renamed into place at the end, so an interrupted run
-    leaves nothing that a later call would reuse.
+    The cache folder is ``cfg.cache_dir``, else ``$TUTORKD_CACHE/students``, else
+    ``~/.cache/tutorkd/students``; an interrupted run leaves nothing that a later call would reuse
+    (see ``tutorkd.cache.cached_build``).
     """
     if not isinstance(exclude, Reserved):
         exclude = frozenset(exclude)  # Why: the domain tests membership once per drawn candidate.
-    recipe = make_recipe(cfg, domain, mix, exclude)
-    root = cache_root(cfg)
-    final = root / recipe.key()
-    if (final / "recipe.json").is_file():
-        log.info("pretrained base found in cache: %s", final)
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    # Why a lock: parallel runs and benchmarks asking for the same uncached base would each spend
-    # minutes training identical weights; the first trains, the others wait and reuse its result.
-    with open(root / f".lock-{recipe.key()}", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (final / "recipe.json").is_file():
-            log.info("pretrained base found in cache after waiting for another process: %s", final)
-            return final
-        return _pretrain_into(recipe, domain, exclude, root, final)
+    spec = make_spec(cfg, domain, mix, exclude)
+    return cached_build(
+        cache_root("students", cfg.cache_dir), spec.key(), lambda out: _build(spec, domain, exclude, out)
+    )
 
 
-def _pretrain_into(
-    recipe: PretrainRecipe, domain: Domain, exclude: Container[str], root: Path, final: Path
-) -> Path:
-    """Train ``recipe`` in a temporary folder under ``root`` and rename it to ``final``."""
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{recipe.key()}-"))
-    try:
-        started = time.monotonic()
-        final_loss = _train(recipe, domain, exclude, tmp)
-        done = recipe.model_copy(update={"final_loss": final_loss, "seconds": time.monotonic() - started})
-        write_json(tmp / "recipe.json", done)
-        try:
-            tmp.rename(final)
-        except OSError:
-            # Why: another process finished the same recipe first; its result is equally valid.
-            if not (final / "recipe.json").is_file():
-                raise
-            shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log.info("pretrained base saved: %s (loss %.3f, %.0f s)", final, done.final_loss, done.seconds)
-    return final
+def _build(spec: PretrainSpec, domain: Domain, exclude: Container[str], out: Path) -> PretrainSpec:
+    """Train ``spec`` into ``out``; return it with its outcome filled in."""
+    started = time.monotonic()
+    final_loss = _train(spec, domain, exclude, out)
+    done = spec.model_copy(update={"final_loss": final_loss, "seconds": time.monotonic() - started})
+    log.info("pretrained base trained: loss %.3f, %.0f s", final_loss, done.seconds)
+    return done
 
 
-def llama_config(recipe: PretrainRecipe, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
-    """The tiny Llama architecture of a recipe."""
-    return tiny_llama_config(recipe.hidden_size, recipe.layers, recipe.heads, tokenizer)
+def llama_config(spec: PretrainSpec, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
+    """The tiny Llama architecture of a spec."""
+    return tiny_llama_config(spec.hidden_size, spec.layers, spec.heads, tokenizer)
 
 
 def tiny_llama_config(hidden: int, layers: int, heads: int,
@@ -207,7 +171,7 @@ def tiny_llama_config(hidden: int, layers: int, heads: int,
 
 
 def pretrain_pair(
-    domain: Domain, problem: Problem, recipe: PretrainRecipe, rng: random.Random
+    domain: Domain, problem: Problem, spec: PretrainSpec, rng: random.Random
 ) -> tuple[str, str]:
     """One (prompt, completion) of the pretraining stream for ``problem``.
 
@@ -217,23 +181,23 @@ def pretrain_pair(
     """
     if problem.rationale is None:
         raise ValueError(f"problem {problem.id} has no rationale; pretraining needs one")
-    if rng.random() < recipe.explained_share:
+    if rng.random() < spec.explained_share:
         steps = problem.rationale.split(" ")
         k = rng.randint(1, len(steps))
         rest = " ".join(steps[k:])
         direct = domain.completion(problem, "direct")
         return domain.prompt(problem, " ".join(steps[:k])), f"{rest} {direct}" if rest else direct
-    style = "rationale" if rng.random() < recipe.rationale_share else "direct"
+    style = "rationale" if rng.random() < spec.rationale_share else "direct"
     return domain.prompt(problem), domain.completion(problem, style)
 
 
 def _batch_pairs(
-    domain: Domain, recipe: PretrainRecipe, exclude: Container[str], rng: random.Random
+    domain: Domain, spec: PretrainSpec, exclude: Container[str], rng: random.Random
 ) -> list[tuple[str, str]]:
-    skills = list(recipe.mix)
-    counts = Counter(rng.choices(skills, weights=[recipe.mix[s] for s in skills], k=recipe.batch))
+    skills = list(spec.mix)
+    counts = Counter(rng.choices(skills, weights=[spec.mix[s] for s in skills], k=spec.batch))
     problems = [p for skill, n in sorted(counts.items()) for p in domain.sample(skill, n, rng, exclude)]
-    return [pretrain_pair(domain, p, recipe, rng) for p in problems]
+    return [pretrain_pair(domain, p, spec, rng) for p in problems]
 
 
 @contextlib.contextmanager
@@ -256,14 +220,14 @@ def torch_threads(n: int = TORCH_THREADS) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-def _train(recipe: PretrainRecipe, domain: Domain, exclude: Container[str], out: Path) -> float:
+def _train(spec: PretrainSpec, domain: Domain, exclude: Container[str], out: Path) -> float:
     """Train a fresh model into ``out`` (weights, tokenizer); return the mean loss of the last 50 steps."""
     from tutorkd.students.tokenizer import build_char_tokenizer
 
-    tokenizer = build_char_tokenizer(recipe.alphabet)
-    return train_char_lm(llama_config(recipe, tokenizer), tokenizer,
-                         lambda rng: _batch_pairs(domain, recipe, exclude, rng), steps=recipe.steps,
-                         lr=recipe.lr, seed=recipe.seed, out=out, title="pretraining tiny student")
+    tokenizer = build_char_tokenizer(spec.alphabet)
+    return train_char_lm(llama_config(spec, tokenizer), tokenizer,
+                         lambda rng: _batch_pairs(domain, spec, exclude, rng), steps=spec.steps,
+                         lr=spec.lr, seed=spec.seed, out=out, title="pretraining tiny student")
 
 
 def train_char_lm(config: LlamaConfig, tokenizer: PreTrainedTokenizerFast,
@@ -306,7 +270,7 @@ def train_char_lm(config: LlamaConfig, tokenizer: PreTrainedTokenizerFast,
         with Progress(*columns, transient=True) as progress:
             task = progress.add_task("pretrain", total=steps, loss=float("nan"))
             for step in range(steps):
-                loss = model(**_collate(next_batch(rng), tokenizer)).loss
+                loss = model(**collate(next_batch(rng), tokenizer)).loss
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -323,7 +287,7 @@ def train_char_lm(config: LlamaConfig, tokenizer: PreTrainedTokenizerFast,
     return sum(tail) / len(tail)
 
 
-def _collate(pairs: list[tuple[str, str]], tokenizer: PreTrainedTokenizerFast) -> dict:
+def collate(pairs: list[tuple[str, str]], tokenizer: PreTrainedTokenizerFast) -> dict:
     """Right-padded ``input_ids``/``attention_mask``/``labels``; labels cover completion and EOS only."""
     import torch
 

@@ -12,11 +12,11 @@ import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from tutorkd.config import HFStudentConfig, TinyStudentConfig
-from tutorkd.protocols import Backend, Completion, Domain, SamplingConfig
-from tutorkd.schema import Attempt, Example, Problem, StudentVersion, TrainStats
+from tutorkd.protocols import Backend, Completion, Domain, Phases, SamplingConfig
+from tutorkd.schema import Attempt, Example, Problem, StudentVersion, Trained
 from tutorkd.students.lora import train_lora
 from tutorkd.students.pretrain import MAX_LENGTH
 
@@ -25,18 +25,6 @@ log = logging.getLogger(__name__)
 ANSWER_TOKENS = 48
 """Generation budget per answer: the longest arithmetic completion is about 30 characters."""
 ANSWER_MARK = "A:"
-
-
-class Phases(Protocol):
-    """A serving engine that can hand the GPU to training and take it back (vLLM sleep mode)."""
-
-    def sleep(self) -> None:
-        """Release the GPU memory the engine holds."""
-        ...
-
-    def wake_up(self) -> None:
-        """Take it back; the engine serves again."""
-        ...
 
 
 class LoRAStudent:
@@ -80,8 +68,6 @@ class LoRAStudent:
         self.work_dir = Path(work_dir)
         self.seed = seed
         self._version = StudentVersion(name="base", round=0)
-        self.last_train_stats: TrainStats | None = None
-        """Statistics of the most recent ``train`` call (``None`` before the first)."""
 
     @property
     def version(self) -> StudentVersion:
@@ -124,8 +110,9 @@ class LoRAStudent:
             )
         return attempts
 
-    def train(self, examples: Sequence[Example], round: int, init: StudentVersion | None) -> StudentVersion:
-        """Fit version ``r{round}`` on the examples' (prompt, completion) pairs and make it current.
+    def train(self, examples: Sequence[Example], round: int, init: StudentVersion | None) -> Trained:
+        """Fit version ``r{round}`` on the examples' (prompt, completion) pairs, make it current, and
+        return it with its training stats.
 
         ``init`` with an adapter continues from that adapter; ``None`` (or the base) starts a fresh one.
         An adapter already saved for this round (a run interrupted before it recorded the round, then
@@ -141,7 +128,7 @@ class LoRAStudent:
         if self.phases is not None:
             self.phases.sleep()
         try:
-            self.last_train_stats = train_lora(
+            stats = train_lora(
                 self.base_dir,
                 [(e.prompt, e.completion) for e in examples],
                 out_dir,
@@ -157,7 +144,7 @@ class LoRAStudent:
         self._version = StudentVersion(
             name=f"r{round}", round=round, adapter_path=str(out_dir), lora_int_id=round
         )
-        return self._version
+        return Trained(version=self._version, stats=stats)
 
 
 def answer_confidence(completion: Completion) -> float | None:

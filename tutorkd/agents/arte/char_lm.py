@@ -80,7 +80,12 @@ def parse(domain: ArithmeticDomain, node: str, text: str) -> Draft:
     style = "rationale" if solution.startswith("R:") else "direct" if solution.startswith("A:") else None
     if style is None:
         return Draft(node=node, text=text, reject="malformed")
-    problem = domain.make(leaf, operands(question))
+    try:
+        problem = domain.make(leaf, operands(question))
+    except ValueError:
+        # Why: ``classify`` ignores whitespace but the operands are read digit group by digit group, so
+        # ``78+7 7=`` classifies as a sum of two numbers yet has three: malformed, not a crash.
+        return Draft(node=node, text=text, reject="malformed")
     completion = domain.completion(problem, style)
     return Draft(
         node=node,

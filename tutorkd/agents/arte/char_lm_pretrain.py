@@ -1,4 +1,4 @@
-"""Pretrain the tiny teacher LM from scratch on a deliberately varied stream, cached by recipe hash.
+"""Pretrain the tiny teacher LM from scratch on a deliberately varied stream, cached by content hash.
 
 The stream (``pretrain_example``): a skill tag, a branch (the teacher then picks the leaf) or a leaf;
 operands from the lower half, the upper half or the whole of the skill's range; a solution with or
@@ -7,35 +7,36 @@ without its rationale. Problems come from outside the evaluation partition, like
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Container
 from pathlib import Path
 
 from tutorkd.agents.arte.char_lm import spots, tag
+from tutorkd.cache import cache_root, cached_build
+from tutorkd.config import TeacherLMConfig
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.heldout import Reserved
-from tutorkd.generate_config import TeacherLMConfig
-from tutorkd.io import write_json
 from tutorkd.schema import Record
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = 1
+SPEC_VERSION = 1
+"""Bump when the training loop or stream changes, so stale cached teachers are not reused."""
 TAG_CHARS = "#abcdefghijklmnopqrstuvwxyz._"
 """Characters of the skill tags, added to the domain's alphabet."""
 
 
-class TeacherRecipe(Record):
-    """Everything that determines a pretrained teacher's weights; its hash names the cache folder."""
+class TeacherSpec(Record):
+    """Everything that determines a pretrained teacher's weights; its hash (``key``) names the cache
+    folder, and it is saved there as ``SPEC_FILE`` (``recipe.json``) with the outcome."""
 
     recipe_version: int
+    """``SPEC_VERSION``. Named before the rename to "spec" and kept: the field names are hashed into
+    ``key``, so renaming one would orphan every cached teacher."""
     domain: str
     alphabet: str
     config: TeacherLMConfig
@@ -82,60 +83,40 @@ def pretrain_example(
     return tag(node), problem.question + domain.completion(problem, style)
 
 
-def cache_root(cfg: TeacherLMConfig) -> Path:
-    """``cfg.cache_dir``, else ``$TUTORKD_CACHE/teachers``, else ``~/.cache/tutorkd/teachers``."""
-    import os
-
-    if cfg.cache_dir is not None:
-        return Path(cfg.cache_dir).expanduser()
-    env = os.environ.get("TUTORKD_CACHE")
-    return Path(env).expanduser() / "teachers" if env else Path.home() / ".cache" / "tutorkd" / "teachers"
-
-
 def pretrain_teacher(cfg: TeacherLMConfig, domain: ArithmeticDomain, reserved: Reserved) -> Path:
-    """Folder of a teacher pretrained with this recipe (weights, tokenizer, ``recipe.json``); trains it
-    first unless it is cached. Problems in ``reserved`` never enter the stream."""
-    recipe = TeacherRecipe(
-        recipe_version=RECIPE_VERSION,
+    """Folder of a teacher pretrained to this spec (weights, tokenizer, ``recipe.json``); trains it
+    first unless it is cached. Problems in ``reserved`` never enter the stream.
+
+    The cache folder is ``cfg.cache_dir``, else ``$TUTORKD_CACHE/teachers``, else
+    ``~/.cache/tutorkd/teachers`` (see ``tutorkd.cache.cached_build``).
+    """
+    spec = TeacherSpec(
+        recipe_version=SPEC_VERSION,
         domain=domain.name,
         alphabet=domain.alphabet + TAG_CHARS,
         config=cfg,
         reserved=reserved.key,
     )
-    root = cache_root(cfg)
-    final = root / recipe.key()
-    if (final / "recipe.json").is_file():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    # Why a lock: parallel benchmarks asking for the same teacher would train it twice.
-    with open(root / f".lock-{recipe.key()}", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (final / "recipe.json").is_file():
-            return final
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{recipe.key()}-"))
-        try:
-            started = time.monotonic()
-            loss = _train(recipe, domain, reserved, tmp)
-            write_json(
-                tmp / "recipe.json",
-                recipe.model_copy(update={"final_loss": loss, "seconds": time.monotonic() - started}),
-            )
-            tmp.rename(final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    log.info("teacher LM pretrained: %s (loss %.3f)", final, loss)
-    return final
+    return cached_build(cache_root("teachers", cfg.cache_dir), spec.key(),
+                        lambda out: _build(spec, domain, reserved, out))
 
 
-def _train(recipe: TeacherRecipe, domain: ArithmeticDomain, reserved: Reserved, out: Path) -> float:
+def _build(spec: TeacherSpec, domain: ArithmeticDomain, reserved: Reserved, out: Path) -> TeacherSpec:
+    """Train ``spec`` into ``out``; return it with its outcome filled in."""
+    started = time.monotonic()
+    loss = _train(spec, domain, reserved, out)
+    log.info("teacher LM pretrained: loss %.3f", loss)
+    return spec.model_copy(update={"final_loss": loss, "seconds": time.monotonic() - started})
+
+
+def _train(spec: TeacherSpec, domain: ArithmeticDomain, reserved: Reserved, out: Path) -> float:
     """The student's pretraining loop (``train_char_lm``) on the teacher's varied example stream;
     returns the mean loss of the last 50 steps."""
     from tutorkd.students.pretrain import tiny_llama_config, train_char_lm
     from tutorkd.students.tokenizer import build_char_tokenizer
 
-    cfg = recipe.config
-    tokenizer = build_char_tokenizer(recipe.alphabet)
+    cfg = spec.config
+    tokenizer = build_char_tokenizer(spec.alphabet)
     return train_char_lm(tiny_llama_config(cfg.hidden_size, cfg.layers, cfg.heads, tokenizer), tokenizer,
                          lambda rng: [pretrain_example(domain, cfg, reserved, rng)
                                       for _ in range(cfg.pretrain_batch)],

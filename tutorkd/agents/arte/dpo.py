@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from tutorkd.generate_config import AlignConfig
+from tutorkd.config import AlignConfig
 from tutorkd.io import staging_dir
 from tutorkd.schema import Record
 
@@ -56,6 +56,7 @@ def align_teacher(
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
+    from tutorkd.students.lora import trainer_args
     from tutorkd.students.pretrain import MAX_LENGTH, torch_threads
 
     if not pairs:
@@ -74,25 +75,19 @@ def align_teacher(
                 }
             )
             args = DPOConfig(
-                output_dir=str(tmp / "trainer"),
-                # Why: on a GPU the same call aligns a real teacher, with bf16 autocast.
-                use_cpu=not torch.cuda.is_available(),
-                bf16=torch.cuda.is_available(),
-                gradient_checkpointing=False,
-                report_to="none",
-                learning_rate=cfg.learning_rate,
-                num_train_epochs=cfg.epochs,
-                per_device_train_batch_size=cfg.batch_size,
+                **trainer_args(
+                    tmp / "trainer",
+                    # Why: on a GPU the same call aligns a real teacher, with bf16 autocast.
+                    cuda=torch.cuda.is_available(),
+                    learning_rate=cfg.learning_rate,
+                    epochs=cfg.epochs,
+                    batch_size=cfg.batch_size,
+                    seed=seed,
+                    max_length=MAX_LENGTH,
+                ),
                 beta=cfg.beta,
                 warmup_steps=cfg.warmup_ratio,
                 lr_scheduler_type="cosine",
-                seed=seed,
-                data_seed=seed,
-                max_length=MAX_LENGTH,
-                logging_steps=1,
-                save_strategy="no",
-                disable_tqdm=True,
-                dataloader_num_workers=0,
             )
             datasets.disable_progress_bars()
             trainer = DPOTrainer(

@@ -53,9 +53,9 @@ class StudentSignals:
         """Per pair, the mean negative log-likelihood of completion + EOS (with the graph, if enabled)."""
         import torch
 
-        from tutorkd.students.pretrain import _collate
+        from tutorkd.students.pretrain import collate
 
-        batch = _collate(list(pairs), self.tokenizer)
+        batch = collate(list(pairs), self.tokenizer)
         logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]
         per_token = torch.nn.functional.cross_entropy(

@@ -29,9 +29,9 @@ from tutorkd.agents.arte.char_lm import CharTeacherLM, Draft, parse, tag
 from tutorkd.agents.arte.dpo import AlignStats, PreferencePair, align_teacher
 from tutorkd.agents.arte.learning_signal import PreferenceSignal, StudentSignals
 from tutorkd.agents.baselines.procedural import derive_seed
+from tutorkd.config import ArteConfig
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.heldout import HeldOut, normalize
-from tutorkd.generate_config import ArteConfig
 from tutorkd.schema import Problem, Record
 
 log = logging.getLogger(__name__)

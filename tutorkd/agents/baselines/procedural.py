@@ -1,4 +1,5 @@
-"""The procedural engine: turns a plan into examples by sampling the domain's own generator.
+"""The procedural engine: turns a plan into examples by sampling the domain's own generator, or a
+teacher's ``Sampler`` over it (STAT's pool, TPD's bug-exposing draws).
 
 Every example is correct by construction and the whole batch is a pure function of the plan and the
 (seed, round) pair, so a resumed run regenerates exactly the data it lost.
@@ -11,7 +12,7 @@ import logging
 import random
 from collections.abc import Container
 
-from tutorkd.protocols import Domain, GenerationContext
+from tutorkd.protocols import Domain, GenerationContext, Sampler
 from tutorkd.schema import Example, GeneratorParams, Plan, PlanItem, Problem, Provenance
 
 logger = logging.getLogger(__name__)
@@ -46,8 +47,11 @@ class _AnyOf:
 
 
 class ProceduralEngine:
-    """Generate examples from the domain: ``sample`` for a skill, ``similar`` for a ``like`` problem,
+    """Generate examples from a sampler: ``sample`` for a skill, ``similar`` for a ``like`` problem,
     either kept only when its rationale has the item's ``step``.
+
+    The sampler (the domain itself unless given) decides which problems are drawn; the domain renders
+    them (prompt, completion) and names their leaf skill.
 
     ``exclude`` holds questions that must never become training data (the held-out validation and
     test sets). The context's ``avoid`` (questions of earlier rounds) and the questions already drawn
@@ -60,9 +64,12 @@ class ProceduralEngine:
     """Candidates drawn per example of a ``step`` item before its step counts as exhausted: a step in
     1 of 720 problems of its skill (``3*8+5``) is then missed with probability 0.1 %."""
 
-    def __init__(self, domain: Domain, exclude: Container[str] = frozenset()) -> None:
+    def __init__(
+        self, domain: Domain, exclude: Container[str] = frozenset(), sampler: Sampler | None = None
+    ) -> None:
         self.domain = domain
         self.exclude = exclude
+        self.sampler: Sampler = domain if sampler is None else sampler
 
     def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
         """Make the examples ``plan`` asks for, with ids ``{run_id}/r{round}/{index:06d}``."""
@@ -91,7 +98,7 @@ class ProceduralEngine:
                                        item_index, exc, item.count - made)
                         current = item.model_copy(update={"step": None})
                         problem = self._draw(current, rng, exclude)
-                except RuntimeError as exc:  # Domain.sample's signal that the exclusions exhaust a skill
+                except RuntimeError as exc:  # Sampler.sample's signal that the exclusions exhaust a skill
                     logger.warning(
                         "plan item %d: made %d of %d examples: %s", item_index, made, item.count, exc
                     )
@@ -104,9 +111,9 @@ class ProceduralEngine:
         if item.step is not None:
             return self._draw_with_step(item, rng, exclude)
         if item.like is not None:
-            (problem,) = self.domain.similar(item.like, 1, rng, exclude)
+            (problem,) = self.sampler.similar(item.like, 1, rng, exclude)
         elif item.skill_id is not None:
-            (problem,) = self.domain.sample(item.skill_id, 1, rng, exclude)
+            (problem,) = self.sampler.sample(item.skill_id, 1, rng, exclude)
         else:
             raise ValueError(f"plan item {item!r} names neither a skill_id nor a like problem; set one")
         return problem

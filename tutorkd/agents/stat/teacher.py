@@ -40,7 +40,7 @@ from tutorkd.agents.dataenvgym.policies import split_by_weight
 from tutorkd.agents.stat.profile import SkillLabeler, SkillProfile, build_profile
 from tutorkd.llm.structured import StructuredLLM
 from tutorkd.protocols import Domain, GenerationContext, SamplingConfig
-from tutorkd.schema import Example, Feedback, Plan, PlanItem, Problem, Record, SkillTree
+from tutorkd.schema import Example, Feedback, Plan, PlanItem, Problem, Record
 
 log = logging.getLogger(__name__)
 
@@ -129,23 +129,17 @@ class SkillPool:
         return self._pool
 
 
-class _PoolDomain:
-    """The domain, but ``sample`` draws from the pool: lets ``ProceduralEngine`` do the selecting."""
+class PoolSampler:
+    """STAT-Sel's ``Sampler``: a skill's problems drawn at random from its pool, so ``ProceduralEngine``
+    does the selecting; nothing is drawn like a given problem."""
 
-    def __init__(self, domain: Domain, pool: SkillPool) -> None:
-        self.domain, self.pool, self.name = domain, pool, domain.name
-
-    @property
-    def tree(self) -> SkillTree:
-        return self.domain.tree
-
-    @property
-    def alphabet(self) -> str:
-        return self.domain.alphabet
+    def __init__(self, pool: SkillPool) -> None:
+        self.pool = pool
 
     def sample(
         self, skill_id: str, n: int, rng: random.Random, exclude: Container[str] = frozenset()
     ) -> list[Problem]:
+        """``n`` draws (with replacement) from the pool of ``skill_id`` outside ``exclude``."""
         left = [p for p in self.pool.problems(skill_id) if p.question not in exclude]
         if not left:
             raise RuntimeError(f"the STAT pool of {skill_id} has no problem left outside the exclusions")
@@ -154,16 +148,8 @@ class _PoolDomain:
     def similar(
         self, problem: Problem, n: int, rng: random.Random, exclude: Container[str] = frozenset()
     ) -> list[Problem]:
+        """Always ``ValueError``: STAT-Sel selects by skill."""
         raise ValueError("STAT-Sel selects by skill; a plan item with like= needs another engine")
-
-    def check(self, problem: Problem, output: str) -> tuple[str | None, bool]:
-        return self.domain.check(problem, output)
-
-    def prompt(self, problem: Problem, explanation: str | None = None) -> str:
-        return self.domain.prompt(problem, explanation)
-
-    def completion(self, problem: Problem, style: str) -> str:
-        return self.domain.completion(problem, style)
 
 
 def _stamped(example: Example, engine: str, completion: str | None = None) -> Example:
@@ -181,7 +167,7 @@ class PoolEngine:
     name = "stat_pool"
 
     def __init__(self, domain: Domain, pool: SkillPool) -> None:
-        self.selector = ProceduralEngine(_PoolDomain(domain, pool))
+        self.selector = ProceduralEngine(domain, sampler=PoolSampler(pool))
 
     def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
         """The selected examples, in the domain's completion format."""

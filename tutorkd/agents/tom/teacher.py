@@ -12,7 +12,7 @@ what to explain). ``ItemEngine`` turns exactly those problems
 into examples. Before choosing, the policy checks its model against a second practice quiz it did
 not fit on (AUC, Brier, reliability) and shows that as ``calibration.json``.
 
-The policy needs the student: ``build_teacher(..., student=...)`` attaches it (``attach``). It reads
+The policy needs the student, given to its constructor (``build_teacher(..., student=...)``). It reads
 from the feedback only the budget and, where shown, the validation accuracy per skill (compared with
 its own predictions in the view); the quiz costs student inference, never training budget.
 
@@ -85,22 +85,19 @@ class ToMRound(Record):
 class ToMPolicy:
     """Explain (and train on) the candidates with the highest expected utility under a learned model.
 
-    Implements ``tutorkd.protocols.Policy``; a ``Viewable`` with ``calibration.json``. Everything it
-    draws is seeded by (``cfg.seed``, round), so a resumed run plans exactly as an unbroken one.
+    Implements ``tutorkd.protocols.Policy``, with ``calibration.json`` as its view. It quizzes
+    ``student`` and never draws a question in ``exclude`` (the held-out sets). Everything it draws is
+    seeded by (``cfg.seed``, round), so a resumed run plans exactly as an unbroken one.
     """
 
-    def __init__(self, domain: Domain, per_round: int, cfg: ToMConfig, style: str = "rationale") -> None:
+    def __init__(self, domain: Domain, per_round: int, cfg: ToMConfig, style: str = "rationale", *,
+                 student: Student, exclude: Container[str] = frozenset()) -> None:
         if style != "rationale":
             raise ValueError(f"the tom teacher trains on explained items: style rationale, not {style!r}")
         self.domain, self.per_round, self.cfg, self.style = domain, per_round, cfg, style
         self.skills = tuple(domain.tree.leaves())
-        self.student: Student | None = None
-        self.exclude: Container[str] = frozenset()
-        self.last: ToMRound | None = None
-
-    def attach(self, student: Student, exclude: Container[str]) -> None:
-        """Give the policy the student it quizzes and the questions it must never draw (held out)."""
         self.student, self.exclude = student, exclude
+        self.last: ToMRound | None = None
 
     def draw(self, per_skill: int, rng: random.Random) -> list[Problem]:
         """``per_skill`` practice problems of every skill (none held out), repeats dropped."""
@@ -110,8 +107,6 @@ class ToMPolicy:
     def quiz(self, problems: Sequence[Problem]) -> tuple[list[Attempt], dict[Style, list[Attempt]]]:
         """The student's answers alone and with each explanation style; ``error_step`` explains up to
         the step its answers alone and after the first step point to."""
-        if self.student is None:
-            raise RuntimeError("the tom policy has no student to quiz: pass student= to build_teacher")
         n = len(problems)
         given = [None] * n + [explain(p, "full") for p in problems] + [explain(p, "first") for p in problems]
         answers = self.student.answer(list(problems) * 3, given)

@@ -22,9 +22,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tutorkd.environments.arithmetic import ArithmeticDomain, Operands
+from tutorkd.environments.arithmetic import Operands, classify, make_problem
 
-_DOMAIN = ArithmeticDomain()
 _NUMBER = re.compile(r"\d+")
 
 NUMERIC_SKILLS = (
@@ -65,7 +64,7 @@ class Bug:
     def apply(self, question: str) -> str | None:
         """What the buggy procedure writes for ``question`` (e.g. ``47+38=`` gives ``75`` for a
         forgotten carry); ``None`` when the bug does not apply. ``ValueError`` for a non-question."""
-        return self.answer(_DOMAIN.classify(question), operands(question))
+        return self.answer(classify(question), operands(question))
 
 
 def operands(question: str) -> Operands:
@@ -179,7 +178,7 @@ def _multi_forgot_carry(s: str, o: Operands) -> str | None:
 
 
 def _any_digits_reversed(s: str, o: Operands) -> str | None:
-    return _DOMAIN.make(s, o).answer[::-1]
+    return make_problem(s, o).answer[::-1]
 
 
 BUGS: tuple[Bug, ...] = (

@@ -76,24 +76,23 @@ def signature(problem: Problem) -> frozenset[str]:
     return frozenset(bug for bug, ans in answers if ans is not None and ans != problem.answer)
 
 
-class DiagnosticDomain:
-    """The arithmetic domain, with ``similar`` keeping what a problem can diagnose.
+class BugExposingSampler:
+    """The arithmetic domain's draws, with ``similar`` keeping what a problem can diagnose.
 
     ``similar(like)`` draws problems of ``like``'s skill on which every bug that gets ``like`` wrong
     gets them wrong too (their ``signature`` contains ``like``'s), by rejection sampling; it raises
     ``RuntimeError`` (the engine's signal for an exhausted item) after ``max_draws`` candidates per
-    problem. Every other attribute is the domain's own.
+    problem. ``sample`` is the domain's own.
     """
 
     def __init__(self, domain: ArithmeticDomain, max_draws: int = 5000) -> None:
         self.domain, self.max_draws = domain, max_draws
 
-    def __getattr__(self, name: str) -> object:
-        # Why: only ``similar`` differs; the rest of the ``Domain`` protocol is forwarded unchanged.
-        # Dunders are not forwarded, so copy and pickle see a plain object.
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.domain, name)
+    def sample(
+        self, skill_id: str, n: int, rng: random.Random, exclude: Container[str] = frozenset()
+    ) -> list[Problem]:
+        """The domain's ``sample``, unchanged."""
+        return self.domain.sample(skill_id, n, rng, exclude)
 
     def similar(
         self, problem: Problem, n: int, rng: random.Random, exclude: Container[str] = frozenset()
@@ -114,13 +113,14 @@ class DiagnosticDomain:
 
 
 class DiscriminatingEngine:
-    """The procedural engine over ``DiagnosticDomain``: a ``like`` item makes problems that expose the
-    same bugs as its ``like`` problem; a skill item samples the skill as usual."""
+    """The procedural engine drawing through ``BugExposingSampler``: a ``like`` item makes problems
+    that expose the same bugs as its ``like`` problem; a skill item samples the skill as usual."""
 
     name = "discriminating"
 
     def __init__(self, domain: Domain, exclude: Container[str] = frozenset()) -> None:
-        self.inner = ProceduralEngine(DiagnosticDomain(arithmetic(domain)), exclude)
+        arith = arithmetic(domain)
+        self.inner = ProceduralEngine(arith, exclude, BugExposingSampler(arith))
 
     def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
         """The procedural engine's examples, credited to this engine in their provenance."""

@@ -17,7 +17,7 @@ class DatasetCard(Record):
     method: str
     seed: int
     student: str
-    """The student the data is tailored to: its base (recipe hash) and adapter, if any."""
+    """The student the data is tailored to: its base (content hash) and adapter, if any."""
     student_base: str
     """Folder of the student's pretrained base (weights and tokenizer)."""
     teacher: str

@@ -10,14 +10,20 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from tutorkd.config import (
-    ArithmeticEnvConfig,
-    Config,
-    StatConfig,
-    TeacherLLMConfig,
-    TinyStudentConfig,
-    _load_if_path,
+from tutorkd.config.base import Config, default_kind
+from tutorkd.config.environment import ArithmeticEnvConfig, EnvConfig
+from tutorkd.config.fields import (
+    CacheDir,
+    Heads,
+    HiddenSize,
+    Layers,
+    PretrainBatch,
+    PretrainLR,
+    PretrainSeed,
+    PretrainSteps,
 )
+from tutorkd.config.student import StudentConfig, TinyStudentConfig
+from tutorkd.config.teacher import StatConfig, TeacherLLMConfig
 
 
 class TeacherLMConfig(Config):
@@ -30,13 +36,12 @@ class TeacherLMConfig(Config):
     all of it (``small_share``, ``large_share``), and, for a branch tag, any of its leaves.
     """
 
-    hidden_size: int = 128
-    layers: int = 4
-    heads: int = 4
-    pretrain_steps: int = Field(600, ge=1)
-    """Optimizer steps; 600 x 64 examples take about 2.5 minutes on one core."""
-    pretrain_batch: int = Field(64, ge=1)
-    pretrain_lr: float = 3e-3
+    hidden_size: HiddenSize = 128
+    layers: Layers = 4
+    heads: Heads = 4
+    pretrain_steps: PretrainSteps = 600  # 600 x 64 examples take about 2.5 minutes on one core
+    pretrain_batch: PretrainBatch = Field(64, ge=1)
+    pretrain_lr: PretrainLR = 3e-3
     branch_share: float = Field(0.6, ge=0.0, le=1.0)
     """Share of pretraining prompts that name a branch (the teacher then picks the leaf) not a leaf."""
     rationale_share: float = Field(0.5, ge=0.0, le=1.0)
@@ -45,16 +50,14 @@ class TeacherLMConfig(Config):
     """Share of pretraining problems whose operands all lie in the lower half of their range."""
     large_share: float = Field(0.3, ge=0.0, le=1.0)
     """Share whose operands all lie in the upper half (the rest: drawn from the whole range)."""
-    pretrain_seed: int = 0
+    pretrain_seed: PretrainSeed = 0
     temperature: float = Field(1.0, gt=0.0)
     """Sampling temperature of generation (ARTE drafts and regenerates questions at 1.0)."""
     model: str | None = None
     """A local Hugging Face causal LM folder to use as the teacher instead of pretraining the tiny one
     (on GPUs). It is prompted with the same skill tags, so it must know the format (fine-tune it on
     ``teacher_pretrain.pretrain_example`` first); the pretraining fields are then unused."""
-    cache_dir: str | None = None
-    """Where pretrained teachers are cached by recipe hash; default ``$TUTORKD_CACHE/teachers``, else
-    ``~/.cache/tutorkd/teachers``."""
+    cache_dir: CacheDir = None
 
     @model_validator(mode="after")
     def _shares(self) -> TeacherLMConfig:
@@ -135,10 +138,13 @@ class GenerateConfig(Config):
     out_dir: str = "datasets"
     """Folder in which the dataset folder ``<name>-s<seed>`` is created."""
     seed: int = 0
-    environment: Annotated[ArithmeticEnvConfig, BeforeValidator(_load_if_path)] = ArithmeticEnvConfig()
+    environment: Annotated[EnvConfig, BeforeValidator(default_kind("arithmetic"))] = ArithmeticEnvConfig()
     """Whose held-out sets the data must stay clear of (all data comes from outside the evaluation
-    partition of ``split_seed``) and whose validation set describes the student."""
-    student: TinyStudentConfig = TinyStudentConfig()
+    partition of ``split_seed``) and whose validation set describes the student: any environment for
+    ``stat_syn``; arithmetic for ``arte`` and ``persyn`` (the character-level teacher LM writes
+    arithmetic)."""
+    student: Annotated[StudentConfig, BeforeValidator(default_kind("tiny"))] = TinyStudentConfig()
+    """The student the data is tailored to, served by transformers (a tiny or an ``hf`` student)."""
     adapter: str | None = None
     """A LoRA adapter of the student to tailor to (a run's ``adapters/r{k}``); ``None``: the base."""
     tasks: tuple[str, ...] | None = None
@@ -149,3 +155,14 @@ class GenerateConfig(Config):
     stat: StatConfig = StatConfig()
     style: Literal["rationale", "direct", "mixed"] = "rationale"
     """Completion style of the procedural and STAT-Syn engines (the teacher LM chooses its own)."""
+
+    @model_validator(mode="after")
+    def _teacher_lm_writes_arithmetic(self) -> GenerateConfig:
+        arithmetic = self.environment.kind == "arithmetic" and self.student.kind == "tiny"
+        if self.method != "stat_syn" and not arithmetic:
+            raise ValueError(f"method {self.method} needs the arithmetic environment and the tiny student "
+                             "(its teacher LM writes arithmetic); use method stat_syn for other environments")
+        if self.environment.kind != "arithmetic" and self.student.kind == "tiny":
+            raise ValueError(f"environment kind {self.environment.kind} needs a pretrained student: set "
+                             "student to {kind: hf, model_path: <local model folder>}")
+        return self

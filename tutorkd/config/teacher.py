@@ -1,0 +1,174 @@
+"""Teacher configs: the policy that plans, the engine that generates, and each method's settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tutorkd.config.base import Config
+from tutorkd.config.fields import APIKeyEnv, BaseURL, ReplayShare
+
+
+class StatConfig(Config):
+    """STAT (skill-targeted adaptive training): the missing-skill profile and how data is chosen."""
+
+    k: int | None = Field(None, ge=1)
+    """Problems per missing-skill occurrence (STAT's k; 5 in the paper), capped by the round's examples.
+    ``None`` scales the profile to fill the round, as the paper's subsampling to a fixed size does."""
+    # Why replay, which the paper lacks (its student fine-tunes once from the base): here the student
+    # keeps training across rounds, and a profile that gives mastered skills nothing made it forget them
+    # (measured, 3 rounds x 1000 examples, 6 epochs: strong skills 0.978 -> 0.926 for STAT-Sel without
+    # replay; sub.no_borrow fell the most).
+    replay_share: ReplayShare = 0.2
+    labeler: Literal["environment", "llm"] = "environment"
+    """Who names the skills a difficult question was missing: the environment's labels (needs
+    ``skill_list`` or ``skill_tree`` feedback) or the teacher LLM with STAT's prompt (``llm`` block)."""
+    pool_per_skill: int = Field(1000, ge=1)
+    """``stat_pool``/``stat_synthesis``: size per skill of the fixed pool of existing training problems
+    (the Skill-Map), clamped to the skill's training half (outside ``HeldOut.reserved``)."""
+    pool_seed: int = 0
+    """Seed of the pool: fixed, so every run selects from the same problems."""
+    solver: Literal["procedural", "llm"] = "procedural"
+    """``stat_synthesis``: who writes the solutions the consistency filter compares."""
+    solver_temperature: float = Field(0.7, gt=0.0)
+    """``stat_synthesis`` with ``solver: llm``: sampling temperature of the solutions."""
+    solutions: int = Field(3, ge=1)
+    """``stat_synthesis``: solutions written per new problem (3 in the paper)."""
+    min_agree: int = Field(2, ge=1)
+    """``stat_synthesis``: keep a problem only if this many of its solutions agree (2 of 3 in the paper)."""
+    references: int = Field(3, ge=1)
+    """``stat_synthesis``: reference problems of the skill each new problem is made from."""
+
+
+class SkillPolicyConfig(Config):
+    """DataEnvGym's skill-list and skill-tree policies."""
+
+    weak_below: float = Field(0.9, ge=0.0, le=1.0)
+    """A skill is weak while its validation accuracy is below this (DataEnvGym: any skill with errors)."""
+    explore_amount: int = Field(30, ge=1)
+    """Skill-tree: allocation units a newly targeted skill starts with (DataEnvGym: 30)."""
+    exploit_step: int = Field(10, ge=1)
+    """Skill-tree: the largest allocation change one exploit action makes to a skill."""
+    max_allocation: int = Field(200, ge=1)
+    """Skill-tree: the most units one skill may hold (DataEnvGym: 200); LLM actions above it are invalid."""
+
+
+class TeacherLLMConfig(Config):
+    """The teacher's own language model (LLM policies, STAT's LLM labeler and LLM solver)."""
+
+    model: str
+    """Folder of a local Hugging Face causal LM (weights and tokenizer); with ``backend: openai``, the
+    model's name on that server."""
+    backend: Literal["vllm", "transformers", "openai"] = "vllm"
+    """``vllm`` decodes JSON under structured outputs; ``transformers`` generates freely and relies on
+    validation alone; ``openai`` calls the OpenAI-compatible server at ``base_url`` (``vllm serve`` or a
+    hosted API), structured outputs included. A second in-process vLLM engine beside a vLLM student
+    needs ``VLLM_ENABLE_V1_MULTIPROCESSING=1``."""
+    base_url: BaseURL = None
+    api_key_env: APIKeyEnv = "OPENAI_API_KEY"
+    endpoint: Literal["completions", "chat"] = "completions"
+    """``openai``: raw prompts to ``/v1/completions`` (``vllm serve``), or each prompt as one user message
+    to ``/v1/chat/completions`` (hosted chat models)."""
+    temperature: float = Field(0.0, ge=0.0)
+    max_tokens: int = Field(256, ge=1)
+    max_model_len: int = Field(4096, ge=64)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _url_for_openai(self) -> TeacherLLMConfig:
+        if (self.backend == "openai") != (self.base_url is not None):
+            raise ValueError("backend openai needs base_url (the server's .../v1 URL), and only it takes one")
+        return self
+
+
+class TPDConfig(Config):
+    """TPD (teaching via principle discovery): principles found in validation errors, targeted each round."""
+
+    variant: Literal["bugs", "examples"] = "bugs"
+    """``bugs`` (variant d): problems on which each active principle's bug gives a wrong answer (needs
+    ``engine: discriminating``); ``examples`` (variant c): new problems like the validation errors
+    each active principle explains."""
+    replay_share: ReplayShare = 0.2
+    unexplained: Literal["like", "steps", "ignore"] = "like"
+    """Errors no active principle explains: ``like`` gives them their share of the rest of the round (by
+    their number) as new problems like each one, as the open-ended teacher does; ``steps`` does the same
+    except for errors whose first wrong step is a fact slip (``7*8=44``), which get problems of their
+    skill that have that step (``tutorkd.agents.tpd.slips``); ``ignore`` spends it all on the principles
+    (the paper's TPD; wasteful when the bug library explains few of the errors)."""
+    min_count: int = Field(2, ge=1)
+    """A principle becomes active when its bug explains at least this many errors in one round."""
+    retire_below: int = Field(1, ge=1)
+    """An active principle retires when its bug explains fewer errors than this (1: when they stop)."""
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> TPDConfig:
+        if self.retire_below > self.min_count:
+            raise ValueError(f"retire_below {self.retire_below} exceeds min_count {self.min_count}")
+        return self
+
+
+class ToMConfig(Config):
+    """The theory-of-mind teacher: how it quizzes its student and chooses what to explain."""
+
+    quiz_per_skill: int = Field(20, ge=2)
+    """Practice problems per skill the student answers each round, alone and with each explanation
+    style, to fit the learned mental model (drawn outside the held-out sets)."""
+    check_per_skill: int = Field(10, ge=1)
+    """More practice problems per skill, quizzed the same way but not fitted on: the calibration check."""
+    candidates: int = Field(4, ge=1)
+    """Candidate problems drawn per example of the round; the round's examples are the candidates
+    with the highest expected utility of an explanation."""
+    l2: float = Field(0.1, gt=0.0)
+    """L2 penalty of the mental model's logistic regression."""
+    # The replayed examples are explained too, but not chosen by utility. Why replay: training only on
+    # the highest-utility items made the student forget the skills it had (measured: sub.no_borrow
+    # 1.00 -> 0.53 after two rounds with share 0).
+    replay_share: ReplayShare = 0.3
+    max_skill_share: float = Field(0.5, gt=0.0, le=1.0)
+    """Cap on the share of the utility-chosen examples that one skill may take."""
+    seed: int = 0
+
+
+class TeacherConfig(Config):
+    """A teacher: a policy that plans and an engine that generates."""
+
+    name: str
+    policy: Literal["uniform", "error_driven", "stat", "skill_list", "skill_tree", "skill_list_llm",
+                    "skill_tree_llm", "tpd", "tom"]
+    per_round: int = Field(1000, ge=1)
+    """Examples asked for each round (the environment's budget caps the total)."""
+    style: Literal["rationale", "direct", "mixed"] = "rationale"
+    """Completion style: worked steps then answer, the answer only, or half each."""
+    engine: Literal["procedural", "stat_pool", "stat_synthesis", "discriminating", "items"] = "procedural"
+    """``procedural``: fresh problems from the domain; ``stat_pool``: select from a fixed pool (STAT-Sel);
+    ``stat_synthesis``: new problems kept only when several solutions agree (STAT-Syn);
+    ``discriminating``: like ``procedural``, but problems made like a given one expose the same bugs;
+    ``items``: exactly the problems the plan names (the ``tom`` policy's chosen items)."""
+    stat: StatConfig = StatConfig()
+    skills: SkillPolicyConfig = SkillPolicyConfig()
+    tpd: TPDConfig = TPDConfig()
+    tom: ToMConfig = ToMConfig()
+    llm: TeacherLLMConfig | None = None
+    """Required by the ``*_llm`` policies, ``stat.labeler: llm`` and ``stat.solver: llm``."""
+
+    @model_validator(mode="after")
+    def _llm_given_where_used(self) -> TeacherConfig:
+        users = [u for u, on in (
+            (f"policy {self.policy}", self.policy.endswith("_llm")),
+            ("stat.labeler: llm", self.stat.labeler == "llm"),
+            ("stat.solver: llm", self.engine == "stat_synthesis" and self.stat.solver == "llm"),
+        ) if on]
+        if users and self.llm is None:
+            raise ValueError(f"{', '.join(users)} needs a teacher LLM: add an llm block with model: <folder>")
+        if self.skills.explore_amount > self.skills.max_allocation:
+            raise ValueError(f"skills.explore_amount {self.skills.explore_amount} exceeds "
+                             "skills.max_allocation "
+                             f"{self.skills.max_allocation}")
+        if self.stat.min_agree > self.stat.solutions:
+            raise ValueError(f"stat.min_agree {self.stat.min_agree} exceeds "
+                             f"stat.solutions {self.stat.solutions}")
+        if self.policy == "tpd" and self.tpd.variant == "bugs" and self.engine != "discriminating":
+            raise ValueError("policy tpd with tpd.variant bugs needs engine: discriminating (it draws the "
+                             "problems that expose each bug)")
+        return self

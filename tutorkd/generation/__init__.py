@@ -1,0 +1,1 @@
+"""Tailored datasets without a teaching loop: ``tutorkd generate`` (``dataset``) and their cards."""

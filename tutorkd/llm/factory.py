@@ -1,0 +1,75 @@
+"""The one place a generation backend is chosen by kind: student engines and teacher LLMs alike.
+
+``vllm`` is one in-process engine (adapters as ``LoRARequest``s), ``transformers`` plain ``generate``,
+``openai`` an OpenAI-compatible server. The OpenAI backend differs between a student (a ``vllm serve``
+that tutorkd may start and stop, adapters loaded at run time) and a teacher (a model name on a server,
+completions or chat), so the caller passes how to make it; everything else is decided here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from tutorkd.config import BackendConfig, TeacherLLMConfig
+from tutorkd.protocols import Backend, Phases
+
+BackendKind = Literal["vllm", "transformers", "openai"]
+
+
+def build_backend(kind: BackendKind, model_dir: str | Path, *, max_lora_rank: int, max_model_len: int,
+                  seed: int, openai: Callable[[], Backend], kv_cache_gib: int = 1,
+                  device: str = "cpu") -> Backend:
+    """A started backend of ``kind`` serving ``model_dir`` (``openai``: whatever ``openai()`` makes)."""
+    if kind == "openai":
+        return openai()
+    if kind == "vllm":
+        from tutorkd.llm.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model_dir, max_lora_rank=max_lora_rank, max_model_len=max_model_len,
+                           kv_cache_gib=kv_cache_gib, seed=seed)
+    if kind == "transformers":
+        from tutorkd.llm.hf_backend import TransformersBackend
+
+        return TransformersBackend(model_dir, device=device)
+    raise ValueError(f"unknown backend kind {kind!r}; use vllm, transformers or openai")
+
+
+def student_backend(cfg: BackendConfig, model_dir: Path, *, lora_rank: int, seed: int, log_file: Path,
+                    dtype: str = "auto", device: str = "cpu") -> tuple[Backend, Phases | None]:
+    """The engine serving a student's versions as ``cfg`` describes, and the same engine as ``Phases``
+    when it must sleep while the student trains (a ``vllm serve`` tutorkd started with
+    ``sleep_during_training``), else ``None``. With ``restart_per_version`` the engine is restarted
+    whenever the version changes (only for measuring what the resident engine saves)."""
+    from tutorkd.llm.openai_backend import OpenAIBackend
+
+    def openai() -> OpenAIBackend:
+        from tutorkd.llm.openai_backend import student_backend as openai_student
+
+        return openai_student(cfg, model_dir, lora_rank, seed=seed, log_file=log_file, dtype=dtype)
+
+    def make() -> Backend:
+        return build_backend(cfg.kind, model_dir, max_lora_rank=lora_rank, max_model_len=cfg.max_model_len,
+                             seed=seed, openai=openai, kv_cache_gib=cfg.kv_cache_gib, device=device)
+
+    if cfg.restart_per_version:
+        from tutorkd.llm.restart import RestartingBackend
+
+        return RestartingBackend(make), None
+    if cfg.kind == "openai":
+        server = openai()
+        return server, server if cfg.sleep_during_training else None
+    return make(), None
+
+
+def teacher_backend(cfg: TeacherLLMConfig) -> Backend:
+    """The engine of a teacher's own LLM (no adapters of its own: rank 8 is vLLM's smallest)."""
+
+    def openai() -> Backend:
+        from tutorkd.llm.openai_backend import teacher_backend as openai_teacher
+
+        return openai_teacher(cfg)
+
+    return build_backend(cfg.backend, cfg.model, max_lora_rank=8, max_model_len=cfg.max_model_len,
+                         seed=cfg.seed, openai=openai)

@@ -1,0 +1,104 @@
+"""A run directory: created race-free, locked while a process works on it, holding the resolved config."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import IO
+
+import yaml
+
+from tutorkd.config import ConfigError, RunConfig, format_validation_error
+from tutorkd.io import atomic_write_text
+
+CONFIG_FILE = "config.yaml"
+HELDOUT_FILE = "heldout.json"
+"""The held-out sets a run is scored on, saved so a later version of tutorkd rebuilds the same ones."""
+LOCK_FILE = ".lock"
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    """Create a fresh run directory; an existing one is never reused."""
+    root = Path(cfg.runs_root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"runs_root: cannot create {root}: {exc.strerror}; "
+                          "pick a writable folder") from None
+    if not os.access(root, os.W_OK):
+        raise ConfigError(f"runs_root: {root} is not writable; pick a writable folder with runs_root=...")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"{stamp}-{cfg.teacher.name}-s{cfg.seed}"
+    suffix = 1
+    while True:
+        run_dir = root / (name if suffix == 1 else f"{name}-{suffix}")
+        try:
+            # Why mkdir without exist_ok instead of checking first: two runs started in the same second
+            # must not both take the same folder; the one that loses tries the next suffix.
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            suffix += 1
+        except OSError as exc:
+            raise ConfigError(f"runs_root: cannot create {run_dir}: {exc.strerror}; "
+                              "pick a writable folder") from None
+
+
+def check_paths(cfg: RunConfig) -> None:
+    """Raise ``ConfigError`` naming the field and fix for a model folder in ``cfg`` that does not exist.
+
+    Called before a run directory is created, so a missing download leaves nothing behind. The teacher
+    LLM in particular starts only at its first call, rounds into a run, so it is checked here.
+    """
+    from tutorkd.config import HFStudentConfig
+
+    if isinstance(cfg.student, HFStudentConfig):
+        from tutorkd.students.hf import check_model_folder
+
+        check_model_folder(cfg.student.model_path)
+    llm = cfg.teacher.llm
+    if llm is None or llm.backend == "openai":  # an openai teacher's model is a name on its server
+        return
+    if not (Path(llm.model).expanduser() / "config.json").is_file():
+        raise ConfigError(f"teacher.llm.model: {llm.model} is not a local model folder (no config.json). "
+                          "Fix: download it first, e.g. `huggingface-cli download <model id> --local-dir "
+                          f"{llm.model}`, or set backend: openai and a server's model name")
+
+
+def lock_run(run_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on ``run_dir`` while the returned handle is open (the process lives).
+
+    Two processes working on one run directory would overwrite each other's rounds, so a second
+    ``--resume`` of a run that is still going is refused with ``ConfigError``. The kernel drops the
+    lock when the holder dies, however it dies, so a killed run can always be resumed.
+    """
+    import fcntl
+
+    handle = open(run_dir / LOCK_FILE, "a")  # held open until the process ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(f"{run_dir}: another tutorkd process is running this run; wait for it to end "
+                          "(or stop it), then resume") from None
+    return handle
+
+
+def save_config(cfg: RunConfig, run_dir: Path) -> None:
+    """Write the resolved config (specs inlined) that a resume must match."""
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The config a run directory was started with."""
+    from pydantic import ValidationError
+
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a tutorkd run directory (no {CONFIG_FILE}); "
+                          "pass a folder under runs/")
+    try:
+        return RunConfig.model_validate(yaml.safe_load(path.read_text()))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None
