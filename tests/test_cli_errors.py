@@ -74,8 +74,15 @@ CASES = {
         lambda t: write(t / "run.yaml", "environment: {rounds: 2\nseed: [\n"),
         ["invalid YAML", "line"],
     ),
-    "unknown field": (lambda t: run_config(t, seeed=3), ["seeed", "unknown field"]),
-    "nested unknown field": (lambda t: run_config(t, environment={"budgett": 3}), ["environment.budgett"]),
+    "unknown field": (
+        lambda t: run_config(t, seeed=3),
+        ["seeed: unknown field; did you mean seed? (see tutorkd config show teach)"],
+    ),
+    "nested unknown field": (
+        lambda t: run_config(t, environment={"budgett": 3}),
+        ["environment.budgett: unknown field; did you mean budget? "
+         "(see tutorkd config show teach --section environment)"],
+    ),
     "wrong type": (lambda t: run_config(t, seed="three"), ["seed", "integer"]),
     "wrong nested type": (lambda t: run_config(t, environment={"rounds": [2]}), ["environment.rounds"]),
     "not a mapping": (lambda t: write(t / "run.yaml", "- just\n- a list\n"), ["expected a mapping"]),

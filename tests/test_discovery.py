@@ -1,4 +1,5 @@
-"""Skill discovery on 30 self-written word problems: labelling, clustering, mapping, the labeler interface."""
+"""Skill discovery on self-written word problems: labelling, clustering, mapping, the labeler interface, and
+the fallback without an LLM (the questions themselves clustered)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,27 @@ from tiny_llm import build_tiny_llm
 
 from tutorkd.agents.stat.profile import build_profile
 from tutorkd.config import TeacherLLMConfig
-from tutorkd.environments.discovery import cluster, discover_skills, load_problems, normalise
+from tutorkd.config.environment import DiscoveryConfig
+from tutorkd.environments import discovery
+from tutorkd.environments.discovery import (
+    MIN_SKILL_SIZE,
+    characteristic_words,
+    cluster,
+    cluster_questions,
+    discover,
+    discover_skills,
+    load_problems,
+    normalise,
+)
+from tutorkd.environments.tables import problem_id
 from tutorkd.llm.structured import StructuredLLM
 from tutorkd.protocols import Completion, SamplingConfig
-from tutorkd.schema import Attempt, Feedback, StructureLevel, StudentVersion
+from tutorkd.schema import Attempt, Feedback, Problem, StructureLevel, StudentVersion
 
 DATA = Path(__file__).resolve().parent / "data" / "word_problems.jsonl"
 PROBLEMS = load_problems(DATA)
+WORDS = [Problem(id=problem_id("words", row["question"]), question=row["question"], answer=row["answer"],
+                 skill_ids=()) for row in map(json.loads, (DATA.parent / "word_problems_300.jsonl").open())]
 
 
 class LabelBackend:
@@ -120,3 +135,44 @@ def test_a_tiny_random_llm_runs_the_whole_pipeline(tmp_path: Path) -> None:
     questions = {normalise(p.question) for p in PROBLEMS}
     assert sum(label in questions for label in found.labels.values()) >= 30 - valid
     assert llm.usage.calls == 30 and llm.usage.tokens_out > 0
+
+
+def test_characteristic_words_are_those_more_common_inside_than_out() -> None:
+    inside = ["sam buys pens for dollars", "ada buys a bag for dollars", "the price in dollars"]
+    outside = ["the train travels kilometers", "sam drives kilometers for hours"]
+    assert characteristic_words(inside, outside) == ["dollars", "buys", "ada"]  # ties: alphabetical
+    assert characteristic_words(outside, inside, n=1) == ["kilometers"]  # "the", "for": function words
+
+
+def test_without_an_llm_the_questions_cluster_into_named_skills() -> None:
+    found = cluster_questions(WORDS, k=6, seed=1234)
+    sizes = [list(found.assignment.values()).count(c.id) for c in found.categories]
+    assert 1 < len(found.categories) <= 6 and min(sizes) >= MIN_SKILL_SIZE
+    assert found.method == "questions" and found.invalid == {}
+    assert set(found.assignment) == {p.id for p in WORDS}
+    assert all(c.labels == () and len(c.name.split()) == 3 for c in found.categories)
+    money = {found.assignment[p.id] for p in WORDS if "dollar bill" in p.question}
+    assert len(money) == 1  # one template, one skill
+    assert "dollars" in next(c.name for c in found.categories if c.id in money)
+    assert cluster_questions(WORDS, k=6, seed=1234) == found  # deterministic
+    assert [s.description for s in found.catalogue()] == [c.name for c in found.categories]
+
+
+def test_too_few_questions_make_one_skill() -> None:
+    found = cluster_questions(WORDS[: 2 * MIN_SKILL_SIZE - 1], k=6)
+    assert [(c.id, c.name) for c in found.categories] == [("c0", "all questions")]
+    assert set(found.assignment.values()) == {"c0"}
+
+
+def test_discover_asks_the_llm_only_where_the_config_names_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[TeacherLLMConfig] = []
+
+    def from_config(cfg: TeacherLLMConfig) -> StructuredLLM:
+        asked.append(cfg)
+        return StructuredLLM(LabelBackend, SamplingConfig(max_tokens=40), structured=True)
+
+    monkeypatch.setattr(discovery.StructuredLLM, "from_config", from_config)
+    assert discover(PROBLEMS, DiscoveryConfig(skills=4)).method == "questions" and not asked
+    found = discover(PROBLEMS, DiscoveryConfig(llm=TeacherLLMConfig(model="m"), skills=4))
+    assert found.method == "llm" and [c.model for c in asked] == ["m"]
+    assert found.invalid == {"invalid_json": 4, "no_letters": 1}

@@ -276,3 +276,12 @@ def test_pool_problems_pass_the_engine_and_the_verifier_and_held_out_ones_do_not
     trailing = examples[1].model_copy(update={"completion": examples[1].completion + "\nQuestion: more"})
     counts = verify([leaked, trailing], domain, heldout.questions).counts
     assert {reason: n for reason, n in counts.items() if n} == {"eval_overlap": 1, "malformed": 1}
+
+
+def test_gsm8k_and_math_are_presets_of_the_dataset_environment(gsm8k, math) -> None:
+    from tutorkd.environments.checkers import MathAnswers
+    from tutorkd.environments.datasets import LOADERS
+    from tutorkd.environments.sources import PRESETS, load_preset
+
+    assert set(PRESETS) == {"gsm8k", "math"} and all(LOADERS[kind] is load_preset for kind in PRESETS)
+    assert all(isinstance(domain.checker, MathAnswers) for domain, _ in (gsm8k, math))

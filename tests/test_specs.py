@@ -39,6 +39,7 @@ SPEC_FOLDERS: dict[str, SpecFolder] = {
     "agents": SpecFolder(TeacherConfig, "tutorkd teach"),
     "environments": SpecFolder(ENV_SPEC, "tutorkd teach"),
     "evals": SpecFolder(EvalConfig, "tutorkd eval {path}"),
+    "examples": SpecFolder(TeacherConfig, "tutorkd teach --teacher {path}"),
     "generate": SpecFolder(GenerateConfig, "tutorkd generate {path}"),
     "recipes": SpecFolder(RunConfig, "tutorkd teach {path}"),
 }

@@ -7,6 +7,7 @@ and the benchmarks. Who calls whom::
     build_run ── build_student_setup ── build_domain      (tutorkd.environments.factory)
              │                      ├─ prepare_base       (pretrain the tiny base / check an HF folder)
              │                      └─ student_backend    (tutorkd.llm.factory: vllm | transformers | openai)
+             ├─ new_student                                (LoRAStudent, or a plug-in student class)
              ├─ TeachingEnv                                (tutorkd.environments.env)
              ├─ build_teacher                              (tutorkd.agents.teacher)
              └─ TeachingLoop                               (tutorkd.loop)
@@ -20,13 +21,15 @@ from pathlib import Path
 
 from tutorkd.agents.teacher import build_teacher
 from tutorkd.config import HFStudentConfig, RunConfig, StudentConfig, TinyStudentConfig
+from tutorkd.config.student import PluginStudentConfig
+from tutorkd.environments.discovery import DiscoveredSkills
 from tutorkd.environments.env import TeachingEnv
 from tutorkd.environments.factory import DomainSetup, build_domain
 from tutorkd.environments.heldout import HeldOut
 from tutorkd.io import write_json
 from tutorkd.loop import LoopEvent, TeachingLoop
-from tutorkd.protocols import Backend, Domain, Phases, Teacher
-from tutorkd.rundir import HELDOUT_FILE
+from tutorkd.protocols import Backend, Domain, Phases, Student, Teacher
+from tutorkd.rundir import DISCOVERED_FILE, HELDOUT_FILE
 from tutorkd.students.student import LoRAStudent
 
 OnEvent = Callable[[LoopEvent], None]
@@ -36,13 +39,14 @@ def _quiet(event: LoopEvent) -> None:
     """The default ``on_event``: nobody is watching."""
 
 
-def prepare_base(student: StudentConfig, setup: DomainSetup, on_event: OnEvent = _quiet) -> Path:
+def prepare_base(student: StudentConfig, setup: DomainSetup, on_event: OnEvent = _quiet) -> Path | None:
     """The folder of the student's base model: the tiny base pretrained on the domain (cached by content
-    hash; training data kept outside ``setup.exclude``), or the HF model folder, checked."""
-    if isinstance(student, HFStudentConfig):
+    hash; training data kept outside ``setup.exclude``), or the HF model folder, checked; ``None`` for a
+    plug-in student without ``model_path`` (it serves itself)."""
+    if isinstance(student, HFStudentConfig | PluginStudentConfig):
         from tutorkd.students.hf import check_model_folder
 
-        return check_model_folder(student.model_path)
+        return None if student.model_path is None else check_model_folder(student.model_path)
     from tutorkd.students.pretrain import pretrain_base
 
     mix = student.pretrain_mix or setup.domain.default_pretrain_mix
@@ -52,14 +56,40 @@ def prepare_base(student: StudentConfig, setup: DomainSetup, on_event: OnEvent =
     return base_dir
 
 
-def new_student(cfg: StudentConfig, domain: Domain, backend: Backend, base_dir: Path, work_dir: Path,
-                seed: int, phases: Phases | None = None) -> LoRAStudent:
-    """A student of ``cfg`` (versions base, r1, ... of ``base_dir``) answering through ``backend``."""
+@dataclass(frozen=True)
+class StudentInputs:
+    """What a student is built from. A plug-in student class (``student: {kind: plugin, import:
+    module.path:ClassName, <option>: <value>, ...}``) is built as ``Cls(inputs, **options)``."""
+
+    domain: Domain
+    """The problems' domain: ``prompt`` renders a problem, ``check`` verifies an answer."""
+    work_dir: Path
+    """Where the student saves what it trains (the run directory; LoRA students use ``adapters/``)."""
+    seed: int
+    """The run's seed, for training and sampling."""
+    backend: Backend | None = None
+    """The engine serving ``base_dir`` and adapters on it; ``None`` for a plug-in student without
+    ``model_path``, which serves itself."""
+    base_dir: Path | None = None
+    """The base model folder ``backend`` serves."""
+    phases: Phases | None = None
+    """The engine again, where it must sleep while the student trains on the same GPU."""
+
+
+def new_student(cfg: StudentConfig, inputs: StudentInputs) -> Student:
+    """A student of ``cfg``: a ``LoRAStudent`` (versions base, r1, ... of ``inputs.base_dir``, answering
+    through ``inputs.backend``), or the plug-in class ``cfg`` names, built as ``Cls(inputs, **options)``."""
+    if isinstance(cfg, PluginStudentConfig):
+        return cfg.load()(inputs, **cfg.options())
+    backend, base_dir = inputs.backend, inputs.base_dir
+    if backend is None or base_dir is None:
+        raise ValueError(f"a {cfg.kind} student answers through a backend serving its base: build it with "
+                         "build_student_setup")
     if isinstance(cfg, TinyStudentConfig):
-        return LoRAStudent(domain, backend, base_dir, cfg, work_dir=work_dir, seed=seed)
+        return LoRAStudent(inputs.domain, backend, base_dir, cfg, work_dir=inputs.work_dir, seed=inputs.seed)
     from tutorkd.students.hf import hf_student
 
-    return hf_student(domain, backend, cfg, work_dir, seed=seed, phases=phases)
+    return hf_student(inputs.domain, backend, cfg, inputs.work_dir, seed=inputs.seed, phases=inputs.phases)
 
 
 @dataclass(frozen=True)
@@ -71,20 +101,26 @@ class StudentSetup:
     heldout: HeldOut
     exclude: Container[str]
     """Questions generated training data must never be (the evaluation partition)."""
-    base_dir: Path
-    backend: Backend
+    base_dir: Path | None
+    """The student's base model folder; ``None`` for a plug-in student that serves itself."""
+    backend: Backend | None
+    """The engine serving ``base_dir``; ``None`` where ``base_dir`` is."""
     phases: Phases | None
     """The serving engine as something that sleeps while the student trains, where it must."""
+    discovered: DiscoveredSkills | None = None
+    """The skills discovered for unlabelled data (saved with a run as ``discovered_skills.json``)."""
 
-    def new_student(self, work_dir: Path, seed: int | None = None) -> LoRAStudent:
-        """A student on this setup's engine, saving its adapters under ``work_dir`` (default seed: the
+    def new_student(self, work_dir: Path, seed: int | None = None) -> Student:
+        """A student on this setup's engine, saving what it trains under ``work_dir`` (default seed: the
         config's)."""
-        return new_student(self.config.student, self.domain, self.backend, self.base_dir, work_dir,
-                           self.config.seed if seed is None else seed, self.phases)
+        inputs = StudentInputs(self.domain, work_dir, self.config.seed if seed is None else seed,
+                               self.backend, self.base_dir, self.phases)
+        return new_student(self.config.student, inputs)
 
     def close(self) -> None:
-        """Release the serving engine and the domain's own workers."""
-        self.backend.close()
+        """Release the serving engine (if one was started) and the domain's own workers."""
+        if self.backend is not None:
+            self.backend.close()
         self.domain.close()
 
 
@@ -92,20 +128,34 @@ def build_student_setup(cfg: RunConfig, work_dir: Path, on_event: OnEvent = _qui
                         base_dir: Path | None = None) -> StudentSetup:
     """Domain, held-out sets, base model and serving engine of ``cfg``; the engine logs under
     ``work_dir``. ``base_dir`` serves that base instead of preparing the config's (an evaluation of
-    adapters trained on a base that still exists). Raises ``ConfigError`` naming the fix for a missing
-    dataset or model folder."""
+    adapters trained on a base that still exists). A plug-in student without ``model_path`` gets no
+    engine. Raises ``ConfigError`` naming the fix for a missing dataset or model folder."""
     from tutorkd.llm.factory import student_backend
-    from tutorkd.students.hf import training_device
 
     setup = build_domain(cfg.environment)
     base_dir = base_dir or prepare_base(cfg.student, setup, on_event)
-    hf = isinstance(cfg.student, HFStudentConfig)
-    # Why float32 for the tiny student: a served char-level model must score answers as it was trained.
+    if base_dir is None:
+        return StudentSetup(cfg, setup.domain, setup.heldout, setup.exclude, None, None, None,
+                            setup.discovered)
+    dtype, device = _serving(cfg.student)
     backend, phases = student_backend(cfg.backend, base_dir, lora_rank=cfg.student.lora_rank, seed=cfg.seed,
-                                      log_file=work_dir / "vllm_server.log",
-                                      dtype="auto" if hf else "float32",
-                                      device=training_device(cfg.student) if hf else "cpu")
-    return StudentSetup(cfg, setup.domain, setup.heldout, setup.exclude, base_dir, backend, phases)
+                                      log_file=work_dir / "vllm_server.log", dtype=dtype, device=device)
+    return StudentSetup(cfg, setup.domain, setup.heldout, setup.exclude, base_dir, backend, phases,
+                        setup.discovered)
+
+
+def _serving(student: StudentConfig) -> tuple[str, str]:
+    """The dtype and device of the engine serving ``student``'s base."""
+    if isinstance(student, TinyStudentConfig):
+        # Why float32: a served char-level model must score answers as it was trained.
+        return "float32", "cpu"
+    if isinstance(student, HFStudentConfig):
+        from tutorkd.students.hf import training_device
+
+        return "auto", training_device(student)
+    import torch
+
+    return "auto", "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass(frozen=True)
@@ -117,7 +167,7 @@ class Run:
     domain: Domain
     heldout: HeldOut
     exclude: Container[str]
-    student: LoRAStudent
+    student: Student
     env: TeachingEnv
     teacher: Teacher
     loop: TeachingLoop
@@ -138,6 +188,10 @@ def build_run(cfg: RunConfig, run_dir: Path, on_event: OnEvent = _quiet) -> Run:
             # Why: a later version of tutorkd may draw other sets from the same config; saving them
             # keeps this run's evaluations and contamination checks reproducible.
             write_json(run_dir / HELDOUT_FILE, setup.heldout)
+        if setup.discovered is not None:
+            # Why saved: the skills of unlabelled data are the run's own; a labels_file pointing here
+            # rebuilds the same tree (an LLM discovery would not repeat itself).
+            write_json(run_dir / DISCOVERED_FILE, setup.discovered)
         env = TeachingEnv(setup.domain, student, cfg.environment, setup.heldout, work_dir=run_dir)
         teacher = build_teacher(cfg.teacher, setup.domain, exclude=setup.exclude, student=student)
         loop = TeachingLoop(run_dir=run_dir, run_id=run_dir.name, seed=cfg.seed, env=env, teacher=teacher,

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tutorkd.cli_config import config_app
 from tutorkd.config import ConfigError, RunConfig, format_validation_error, load_config
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
+app.add_typer(config_app, name="config")
 console = Console()
 
 
@@ -149,7 +151,7 @@ def teach(
         _fail(str(exc))
         return
 
-    from tutorkd.progress import EventPrinter
+    from tutorkd.progress import Display, EventPrinter
 
     def started() -> None:
         console.print(f"[bold]tutorkd teach[/]  run [cyan]{run_dir}[/]  "
@@ -159,12 +161,14 @@ def teach(
                       highlight=False, soft_wrap=True)
         setup_logging(run_dir / "run.log")
 
-    printer = EventPrinter(console, rounds=cfg.environment.rounds)
-    # Why the printer only around the loop: pretraining a base shows its own progress bar, and rich
-    # allows one live display at a time.
+    display = Display(console)
+    printer = EventPrinter(display, rounds=cfg.environment.rounds)
+    # Why one display around the whole run: rich allows one live display at a time; building the run
+    # (pretraining, engine start) shows its task bars in it, and the loop adds the bar over rounds.
     try:
-        teach_run(cfg, run_dir, resume=resume is not None, on_event=printer, on_locked=started,
-                  during=printer)
+        with display:
+            teach_run(cfg, run_dir, resume=resume is not None, on_event=printer, on_locked=started,
+                      during=printer)
     except ConfigError as exc:
         _fail(str(exc))
         return
@@ -183,7 +187,8 @@ def teach(
 def setup_logging(log_file: Path) -> None:
     """Everything at INFO and above goes to ``log_file``; tutorkd's warnings and anyone's errors also
     to the terminal. Libraries' own handlers and progress bars are switched off so that the terminal
-    shows the run's progress, not vLLM's engine banner or a bar per dataset save."""
+    shows the run's progress (``tutorkd.progress.Display``, whose bars the terminal records scroll
+    above), not vLLM's engine banner or a bar per dataset save."""
     import logging
     import os
 
@@ -260,7 +265,11 @@ def eval_(
     try:
         cfg = load_config(EvalConfig, spec)
         run_dir, round_ = parse_student_ref(student)
-        report, out = evaluate_run(cfg, run_dir, round_, on_status=lambda m: console.print(f"[dim]{m}[/]"))
+        from tutorkd.progress import Display
+
+        with Display(console):  # Why: building the student and its answers show progress bars
+            report, out = evaluate_run(cfg, run_dir, round_,
+                                       on_status=lambda m: console.print(f"[dim]{m}[/]"))
     except ConfigError as exc:
         _fail(str(exc))
         return
@@ -336,6 +345,7 @@ def generate(
     """
     from tutorkd.config import GenerateConfig
     from tutorkd.generation.dataset import generate_dataset
+    from tutorkd.progress import Display
 
     try:
         cfg = load_config(GenerateConfig, spec)
@@ -350,7 +360,8 @@ def generate(
     console.print(f"[bold]tutorkd generate[/]  {cfg.name}  method [green]{cfg.method}[/]  size {cfg.size}  "
                   f"seed {cfg.seed}", highlight=False, soft_wrap=True)
     try:
-        out = generate_dataset(cfg, on_status=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+        with Display(console):  # Why: pretraining the teacher LM and the student's answers show bars
+            out = generate_dataset(cfg, on_status=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
     except ConfigError as exc:
         _fail(str(exc))
         return

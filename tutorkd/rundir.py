@@ -15,6 +15,8 @@ from tutorkd.io import atomic_write_text
 CONFIG_FILE = "config.yaml"
 HELDOUT_FILE = "heldout.json"
 """The held-out sets a run is scored on, saved so a later version of tutorkd rebuilds the same ones."""
+DISCOVERED_FILE = "discovered_skills.json"
+"""The skills discovered for a dataset without skill labels (``kind: dataset``)."""
 LOCK_FILE = ".lock"
 
 

@@ -8,6 +8,12 @@ resumed run plans exactly as an uninterrupted one.
 Which parts have views and which restores is stated where the concrete class is known: each entry of
 the flat registries ``POLICIES`` and ``ENGINES`` builds a ``BuiltPolicy`` or ``BuiltEngine`` naming
 them, so the ``Teacher`` never has to discover an ability at run time.
+
+A config may name a class of its own instead (``policy: {import: mylab.teachers:MyPolicy, k: 2}``; see
+``tutorkd.config.plugins``). It is built as ``Cls(inputs, **options)`` with the ``BuildInputs`` the
+built-ins get, and its abilities are read once from the class when it is built: its ``views`` are
+saved when the class defines ``views``, and a policy's ``restore`` is called when it defines
+``restore``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from tutorkd.agents.stat.teacher import (
 from tutorkd.agents.tom.teacher import ItemEngine, ToMPolicy
 from tutorkd.agents.tpd.teacher import DiscriminatingEngine, TPDPolicy
 from tutorkd.config import TeacherConfig
+from tutorkd.config.plugins import PluginSpec, defines
 from tutorkd.llm.structured import StructuredLLM
 from tutorkd.protocols import Domain, Engine, GenerationContext, Policy, Student
 from tutorkd.schema import Example, Feedback, Plan, Record
@@ -99,7 +106,8 @@ class BuiltEngine:
 
 @dataclass(frozen=True)
 class BuildInputs:
-    """Everything a registry entry may build its part from."""
+    """Everything a registry entry, or a plug-in class (``Cls(inputs, **options)``), may build its part
+    from: ``cfg.per_round`` and ``cfg.style`` say how much and what kind of data a round asks for."""
 
     cfg: TeacherConfig
     domain: Domain
@@ -182,6 +190,23 @@ ENGINES: dict[str, Callable[[BuildInputs], BuiltEngine]] = {
 """``TeacherConfig.engine`` to its builder, which states whether the engine has views."""
 
 
+def plugin_policy(spec: PluginSpec, inputs: BuildInputs) -> BuiltPolicy:
+    """The policy class ``spec`` names, built as ``Cls(inputs, **options)``; its views and restore are
+    used when the class defines them (decided here, from the class, once)."""
+    cls = spec.load()
+    policy = cls(inputs, **spec.options())
+    return BuiltPolicy(policy, viewer=policy if defines(cls, Viewer) else None,
+                       restorer=policy if defines(cls, Restorer) else None)
+
+
+def plugin_engine(spec: PluginSpec, inputs: BuildInputs) -> BuiltEngine:
+    """The engine class ``spec`` names, built as ``Cls(inputs, **options)``; its views are saved when
+    the class defines ``views``."""
+    cls = spec.load()
+    engine = cls(inputs, **spec.options())
+    return BuiltEngine(engine, viewer=engine if defines(cls, Viewer) else None)
+
+
 # Not frozen: ``tutorkd.protocols.Teacher`` declares ``name`` a plain (settable) attribute.
 @dataclass
 class Teacher:
@@ -232,7 +257,9 @@ def build_teacher(cfg: TeacherConfig, domain: Domain, exclude: Container[str] = 
     """
     llm = StructuredLLM.from_config(cfg.llm) if cfg.llm is not None else None
     inputs = BuildInputs(cfg, domain, exclude, llm, student)
-    planner, maker = POLICIES[cfg.policy](inputs), ENGINES[cfg.engine](inputs)
+    policy, engine = cfg.policy, cfg.engine
+    planner = plugin_policy(policy, inputs) if isinstance(policy, PluginSpec) else POLICIES[policy](inputs)
+    maker = plugin_engine(engine, inputs) if isinstance(engine, PluginSpec) else ENGINES[engine](inputs)
     viewers = tuple(part.viewer for part in (planner, maker) if part.viewer is not None)
     return Teacher(name=cfg.name, policy=planner.policy, engine=maker.engine, llm=llm, viewers=viewers,
                    restorer=planner.restorer)

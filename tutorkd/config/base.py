@@ -62,23 +62,30 @@ def default_kind(kind: str) -> Callable[[object], object]:
     return load
 
 
-_UNION_TAGS = frozenset({"arithmetic", "gsm8k", "math", "tiny", "hf"})
-"""Kinds of the discriminated config unions; pydantic puts them in error paths, the user never wrote them."""
+def format_validation_error(source: str, exc: ValidationError,
+                            model: type[BaseModel] | TypeAdapter | None = None) -> str:
+    """One line per problem: the dotted field path, what was wrong, and what to write instead.
 
+    An unknown field gets the closest field name of its section and the ``tutorkd config show``
+    command that lists them all; ``model`` is the class validated (found by the error's title if not
+    given; a ``TypeAdapter``'s spec is placed by its kind).
+    """
+    # Why imported here: the reference reads the run and generate configs, which import this module.
+    from tutorkd.config.reference import choices_of_kinds, unknown_field_message
 
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    """One line per problem: the dotted field path, what was wrong, and what to write instead."""
+    root = model if isinstance(model, type) else None
+    title = exc.title if model is None else ""
+    tags, holders = choices_of_kinds()
     lines = [f"{source}: invalid config"]
     for err in exc.errors():
         path = err["loc"]
         # Why: a union's kind tag is not a field the user wrote; ``environment.levle``, not
         # ``environment.arithmetic.levle``.
-        path = [p for i, p in enumerate(path) if not (p in _UNION_TAGS and (i == 0 or path[i - 1] in
-                                                                          ("environment", "student")))]
+        path = [p for i, p in enumerate(path) if not (p in tags and (i == 0 or path[i - 1] in holders))]
         loc = ".".join(str(p) for p in path) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown field; remove it or check its spelling against `tutorkd teach --help`"
+            msg = unknown_field_message(root, title, err["loc"])
         elif err["type"] in ("literal_error", "enum"):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"  {loc}: {msg}")
@@ -102,4 +109,4 @@ def load_config(model: type[Config] | TypeAdapter, path: str | Path) -> Config:
             return model.validate_python(data)
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc)) from None
+        raise ConfigError(format_validation_error(str(path), exc, model)) from None

@@ -162,6 +162,9 @@ class GenerateConfig(Config):
         if self.method != "stat_syn" and not arithmetic:
             raise ValueError(f"method {self.method} needs the arithmetic environment and the tiny student "
                              "(its teacher LM writes arithmetic); use method stat_syn for other environments")
+        if self.student.kind == "plugin":
+            raise ValueError("a plug-in student cannot be served for generation; use a tiny or hf student "
+                             "(generate scores the student through transformers)")
         if self.environment.kind != "arithmetic" and self.student.kind == "tiny":
             raise ValueError(f"environment kind {self.environment.kind} needs a pretrained student: set "
                              "student to {kind: hf, model_path: <local model folder>}")

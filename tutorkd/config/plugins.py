@@ -6,18 +6,24 @@ its constructor takes as the other keys::
     policy: {import: mylab.teachers:CurriculumPolicy, warmup_rounds: 2}
 
 The class is imported and checked against the protocol it must satisfy when the config loads, so a
-typo or a class without the right methods fails with exit code 2 and the field's path, before a run
-directory exists. Built-ins stay a flat dict of names per extension point; a plug-in is the one other
-way in.
+typo, a class without the right methods or an option its constructor does not take fails with exit
+code 2 and the field's path, before a run directory exists. Built-ins stay a flat dict of names per
+extension point; a plug-in is the one other way in.
+
+The module is imported from installed packages, ``PYTHONPATH`` and the current directory (the
+``tutorkd`` command does not search the latter by itself; ``python -m`` does).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 
 from tutorkd.config.base import Config
 
@@ -25,14 +31,15 @@ from tutorkd.config.base import Config
 class PluginSpec(Config):
     """``{import: module.path:ClassName, <option>: <value>, ...}``: a class and its constructor options."""
 
-    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+    # Why serialize_by_alias: a run's saved config.yaml then reads ``import:`` as the user wrote it.
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True, serialize_by_alias=True)
 
     import_path: str = Field(alias="import", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-    """Where the class lives, ``module.path:ClassName`` (the module must be importable: installed, or
-    on ``PYTHONPATH``)."""
+    """Where the class lives, ``module.path:ClassName`` (the module must be importable: installed, on
+    ``PYTHONPATH`` or in the current directory)."""
 
     def options(self) -> dict[str, Any]:
-        """The constructor options: every key of the spec but ``import``."""
+        """The constructor options: every key of the spec but ``import`` (and a subclass's own fields)."""
         return dict(self.model_extra or {})
 
     def load(self) -> type:
@@ -43,6 +50,11 @@ class PluginSpec(Config):
 def load_class(path: str) -> type:
     """Import ``module.path:ClassName``; ``ValueError`` with what went wrong and the fix."""
     module_name, _, name = path.partition(":")
+    # Why append the working directory: a plug-in module beside the specs one runs from is the common
+    # case, and the ``tutorkd`` script, unlike ``python -m``, does not search it. Appended, so an
+    # installed package of the same name still wins.
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -64,10 +76,19 @@ def missing_methods(cls: type, protocol: type) -> list[str]:
     return [name for name in wanted if not callable(inspect.getattr_static(cls, name, None))]
 
 
-def plugin_of(protocol: type):
+def defines(cls: type, protocol: type) -> bool:
+    """Whether ``cls`` defines every method of ``protocol`` (an optional ability, decided from the class)."""
+    return not missing_methods(cls, protocol)
+
+
+def plugin_of(protocol: type, *, args: tuple[str, ...] | None = None) -> Callable[[PluginSpec], PluginSpec]:
     """An after-validator for a ``PluginSpec`` field (``Annotated[PluginSpec, AfterValidator(...)]``):
     import the class and check that it implements ``protocol``; a ``ValueError`` (shown with the
-    field's path) otherwise."""
+    field's path) otherwise.
+
+    ``args`` names the positional arguments tutorkd passes before the options (``("inputs",)``: the
+    class is built as ``Cls(inputs, **options)``); when given, the options are checked against the
+    constructor's signature too, so a misspelt or missing option fails here rather than mid-run."""
 
     def check(spec: PluginSpec) -> PluginSpec:
         cls = spec.load()
@@ -75,7 +96,42 @@ def plugin_of(protocol: type):
         if missing:
             raise ValueError(f"{spec.import_path} does not implement {protocol.__name__}: it lacks "
                              f"{', '.join(missing)}")
+        if args is not None:
+            call = f"{cls.__name__}({', '.join((*args, '**options'))})"
+            try:
+                inspect.signature(cls).bind(*args, **spec.options())
+            except TypeError as exc:
+                raise ValueError(f"{spec.import_path} is built as {call}, which does not fit: "
+                                 f"{exc}") from None
         return spec
 
     return check
 
+
+def name_or_plugin(what: str, names: tuple[str, ...], protocol: type,
+                   args: tuple[str, ...]) -> Callable[[object], object]:
+    """A before-validator for a field that takes a built-in name from ``names`` or a plug-in spec whose
+    class implements ``protocol`` (``plugin_of``), with one message per mistake instead of one per
+    member of the union."""
+    check = plugin_of(protocol, args=args)
+
+    def validate(value: object) -> object:
+        if isinstance(value, str):
+            if value not in names:
+                raise ValueError(f"unknown {what} {value!r}; use one of {', '.join(names)}, or "
+                                 "{import: module.path:ClassName} for a class of your own")
+            return value
+        if isinstance(value, PluginSpec):
+            return check(value)
+        if not isinstance(value, Mapping):
+            raise ValueError(f"expected a {what} name or a mapping {{import: module.path:ClassName, ...}}, "
+                             f"got {type(value).__name__}")
+        try:
+            spec = PluginSpec.model_validate(value)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"a plug-in {what} is {{import: module.path:ClassName, <option>: <value>, ...}} "
+                             f"({problems})") from None
+        return check(spec)
+
+    return validate

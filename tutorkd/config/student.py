@@ -1,4 +1,5 @@
-"""Student configs (the embedded tiny student, a Hugging Face LM) and the backend that serves them."""
+"""Student configs (the embedded tiny student, a Hugging Face LM, a class of your own) and the backend
+that serves them."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from tutorkd.config.fields import (
     PretrainSeed,
     PretrainSteps,
 )
+from tutorkd.config.plugins import PluginSpec, plugin_of
+from tutorkd.protocols import Student
 
 
 class TinyStudentConfig(Config):
@@ -78,8 +81,30 @@ class HFStudentConfig(Config):
     """Where LoRA training runs; ``auto`` picks CUDA when torch sees a GPU."""
 
 
-StudentConfig = Annotated[TinyStudentConfig | HFStudentConfig, Field(discriminator="kind")]
-"""Either student, told apart by ``kind`` (``tiny`` when a config names none)."""
+class PluginStudentConfig(PluginSpec):
+    """A student class of your own implementing ``tutorkd.protocols.Student``:
+    ``{kind: plugin, import: module.path:ClassName, <option>: <value>, ...}``.
+
+    It is built as ``Cls(inputs, **options)`` with ``inputs`` a ``tutorkd.assembly.StudentInputs``
+    (domain, work_dir, seed, and the run's serving backend when ``model_path`` is given). Without
+    ``model_path`` no engine is started and the class serves itself; the run's ``backend`` block is
+    then unused.
+    """
+
+    kind: Literal["plugin"]
+    model_path: str | None = None
+    """A local base model folder for the run's backend to serve to the student (``inputs.backend``,
+    ``inputs.base_dir``, with ``StudentVersion``s naming LoRA adapters on it); ``None``: no engine."""
+    lora_rank: LoRARank = 16  # with model_path: the largest adapter rank the engine must serve
+
+    @model_validator(mode="after")
+    def _implements_student(self) -> PluginStudentConfig:
+        return plugin_of(Student, args=("inputs",))(self)
+
+
+StudentConfig = Annotated[TinyStudentConfig | HFStudentConfig | PluginStudentConfig,
+                          Field(discriminator="kind")]
+"""A student, told apart by ``kind`` (``tiny`` when a config names none)."""
 
 
 class BackendConfig(Config):

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from tutorkd.config.base import Config
 from tutorkd.config.fields import APIKeyEnv, BaseURL, ReplayShare
+from tutorkd.config.plugins import PluginSpec, name_or_plugin
+from tutorkd.protocols import Engine, Policy
+
+PolicyName = Literal["uniform", "error_driven", "stat", "skill_list", "skill_tree", "skill_list_llm",
+                     "skill_tree_llm", "tpd", "tom"]
+"""The built-in policies (``tutorkd.agents.teacher.POLICIES``)."""
+EngineName = Literal["procedural", "stat_pool", "stat_synthesis", "discriminating", "items"]
+"""The built-in engines (``tutorkd.agents.teacher.ENGINES``)."""
+PLUGIN_ARGS = ("inputs",)
+"""What a teacher plug-in class is built from besides its options: ``Cls(inputs, **options)``, where
+``inputs`` is the ``tutorkd.agents.teacher.BuildInputs`` the built-ins are built from."""
 
 
 class StatConfig(Config):
@@ -134,17 +145,25 @@ class TeacherConfig(Config):
     """A teacher: a policy that plans and an engine that generates."""
 
     name: str
-    policy: Literal["uniform", "error_driven", "stat", "skill_list", "skill_tree", "skill_list_llm",
-                    "skill_tree_llm", "tpd", "tom"]
+    """The teacher's name in run directories and in every example's provenance (a plug-in's too)."""
+    policy: Annotated[PolicyName | PluginSpec, BeforeValidator(
+        name_or_plugin("policy", get_args(PolicyName), Policy, PLUGIN_ARGS))]
+    """A built-in policy, or a class of your own implementing ``tutorkd.protocols.Policy``:
+    ``{import: module.path:ClassName, <option>: <value>, ...}``, built as ``Cls(inputs, **options)``
+    (``inputs``: ``tutorkd.agents.teacher.BuildInputs``); its ``views`` and ``restore`` are used when
+    the class defines them."""
     per_round: int = Field(1000, ge=1)
     """Examples asked for each round (the environment's budget caps the total)."""
     style: Literal["rationale", "direct", "mixed"] = "rationale"
     """Completion style: worked steps then answer, the answer only, or half each."""
-    engine: Literal["procedural", "stat_pool", "stat_synthesis", "discriminating", "items"] = "procedural"
+    engine: Annotated[EngineName | PluginSpec, BeforeValidator(
+        name_or_plugin("engine", get_args(EngineName), Engine, PLUGIN_ARGS))] = "procedural"
     """``procedural``: fresh problems from the domain; ``stat_pool``: select from a fixed pool (STAT-Sel);
     ``stat_synthesis``: new problems kept only when several solutions agree (STAT-Syn);
     ``discriminating``: like ``procedural``, but problems made like a given one expose the same bugs;
-    ``items``: exactly the problems the plan names (the ``tom`` policy's chosen items)."""
+    ``items``: exactly the problems the plan names (the ``tom`` policy's chosen items); or a class of
+    your own implementing ``tutorkd.protocols.Engine``, given and built as a plug-in policy is (its
+    ``views`` are used when the class defines them)."""
     stat: StatConfig = StatConfig()
     skills: SkillPolicyConfig = SkillPolicyConfig()
     tpd: TPDConfig = TPDConfig()
@@ -155,7 +174,7 @@ class TeacherConfig(Config):
     @model_validator(mode="after")
     def _llm_given_where_used(self) -> TeacherConfig:
         users = [u for u, on in (
-            (f"policy {self.policy}", self.policy.endswith("_llm")),
+            (f"policy {self.policy}", self.policy in ("skill_list_llm", "skill_tree_llm")),
             ("stat.labeler: llm", self.stat.labeler == "llm"),
             ("stat.solver: llm", self.engine == "stat_synthesis" and self.stat.solver == "llm"),
         ) if on]

@@ -1,4 +1,7 @@
-"""GSM8K and Hendrycks MATH as teaching domains: a fixed pool of problems instead of a generator.
+"""Question/answer data as teaching domains: a fixed pool of problems instead of a generator.
+
+Any data (``kind: dataset``, read by ``tutorkd.environments.tables``), and GSM8K and Hendrycks MATH as
+its presets (``tutorkd.environments.sources``), load into the same ``DatasetDomain`` with the same splits.
 
 Plain text format (no chat template, the same for every student version, so base and LoRA students
 are prompted alike):
@@ -8,62 +11,69 @@ are prompted alike):
   continues from there.
 - completion, style ``rationale``: `` <rationale>\\n#### <answer>``; style ``direct``: `` #### <answer>``
   (GSM8K's own answer marker, used for MATH too: MATH's ``\\boxed{X}`` is written as plain ``X``
-  in rationales, and ``X`` follows ``####``). The tokenizer's EOS ends every completion.
-- parsing: the answer is the text after the first ``####`` of the student's output, up to the end of
-  that line, stripped; no ``####`` is a format error (``None``). Answers are compared with
-  math-verify (``tutorkd.environments.mathcheck``): ``1,000`` equals ``1000`` and ``0.5`` equals
-  ``\\frac{1}{2}``.
+  in rationales, and ``X`` follows ``####``). A problem without a rationale (data with no rationale
+  column) is written ``direct`` in either style. The tokenizer's EOS ends every completion.
+- checking: the domain's ``AnswerChecker`` (``tutorkd.environments.checkers``) reads the answer after
+  the first ``####`` of the student's output (no ``####`` is a format error, ``None``) and compares
+  it: ``exact``, ``numeric``, ``math`` (math-verify: ``1,000`` equals ``1000`` and ``0.5`` equals
+  ``\\frac{1}{2}``; GSM8K and MATH) or ``regex:PATTERN``.
 
-Splits (all fixed by ``split_seed``, disjoint, and deduplicated by normalized question):
+Splits (all fixed by ``split_seed``, disjoint, and deduplicated by normalized question); each skill
+shuffles its problems (sorted by id first) with its own seeded stream:
 
-- test: up to ``test_per_skill`` problems per skill from the dataset's test split, never shown to the
-  teacher;
-- validation (teacher-visible feedback): up to ``val_per_skill`` per skill from the train split, at
-  most half of the skill's train problems;
-- pool: the rest of the train split; ``sample`` and ``similar`` draw training problems from it. Train
-  problems whose question also appears in the test split are dropped (counted and logged).
+- data with a separate test split (GSM8K, MATH, a ``test`` split or file): test is up to
+  ``test_per_skill`` problems per skill from it, never shown to the teacher; validation
+  (teacher-visible feedback) up to ``val_per_skill`` per skill from the other split, at most half of
+  the skill's problems there; the pool the rest. Problems whose question also appears in the test split
+  are dropped from the other (counted and logged). A skill needs one test and two other problems.
+- data in one split: per skill, test takes up to ``test_per_skill`` problems and at most a third,
+  validation up to ``val_per_skill`` and at most a third, the pool the rest (at least a third). A skill
+  needs three problems.
 
-A skill needs at least one test problem and two train problems (one for validation, one for the
-pool); skills with fewer are left out of the tree, with a warning.
+``sample`` and ``similar`` draw training problems from the pool only. Skills with too few problems are
+left out of the tree, with a warning.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import random
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from functools import cached_property
+from typing import NamedTuple
 
 from tutorkd.config import ConfigError, DatasetEnvConfig
+from tutorkd.config.environment import QAEnvConfig
+from tutorkd.environments.checkers import ANSWER_MARK, AnswerChecker
+from tutorkd.environments.checkers import parse_answer as parse_answer
+from tutorkd.environments.discovery import DiscoveredSkills
 from tutorkd.environments.heldout import HeldOut, normalize
-from tutorkd.environments.mathcheck import MathChecker
-from tutorkd.environments.sources import load_problems, read_labels, relabel, skill_nodes
+from tutorkd.environments.sources import load_preset
+from tutorkd.environments.tables import Labelled, load_table
 from tutorkd.schema import Problem, SkillTree
 
 log = logging.getLogger(__name__)
 
-ANSWER_MARK = "####"
 STYLES = ("rationale", "direct")
-
-
-def parse_answer(output: str) -> str | None:
-    """The text after the first ``####`` up to the end of its line, stripped; ``None`` without one."""
-    _, mark, rest = output.partition(ANSWER_MARK)
-    return rest.split("\n", 1)[0].strip() if mark else None
+LOADERS: dict[str, Callable[..., Labelled]] = {
+    "gsm8k": load_preset,
+    "math": load_preset,
+    "dataset": load_table,
+}
+"""``environment.kind`` to the function that loads and labels its problems."""
 
 
 class DatasetDomain:
-    """A benchmark's problems as a ``tutorkd.protocols.Domain``: the pool stands in for a generator.
+    """A dataset's problems as a ``tutorkd.protocols.Domain``: the pool stands in for a generator.
 
     ``sample`` draws distinct pool problems of a skill; ``similar`` draws pool problems of the same skill
     as a given problem (found by its question when its labels were stripped, as in open-ended
     feedback). Both raise ``RuntimeError`` when exclusions leave too few, which engines treat as an
-    exhausted skill. ``close`` stops the answer checker's worker processes.
+    exhausted skill. ``close`` releases the answer checker (math-verify's worker processes).
     """
 
     def __init__(self, name: str, tree: SkillTree, pool: Mapping[str, Sequence[Problem]],
-                 known: Sequence[Problem], checker: MathChecker) -> None:
+                 known: Sequence[Problem], checker: AnswerChecker) -> None:
         self.name = name
         self._tree = tree
         self.pool = {skill: tuple(problems) for skill, problems in pool.items()}
@@ -119,8 +129,8 @@ class DatasetDomain:
         return self.sample(skills[0], n, rng, _Both(exclude, normalize(problem.question)))
 
     def check(self, problem: Problem, output: str) -> tuple[str | None, bool]:
-        """(the answer after ``####``, or ``None``; whether math-verify finds it equal to the gold)."""
-        parsed = parse_answer(output)
+        """(the answer the checker reads in ``output``, or ``None``; whether it equals the gold)."""
+        parsed = self.checker.parse(output)
         if parsed is None:
             return None, False
         return parsed, self.checker.equivalent(problem.answer, parsed)
@@ -131,17 +141,18 @@ class DatasetDomain:
         return base if explanation is None else f"{base} {explanation}\n"
 
     def completion(self, problem: Problem, style: str) -> str:
-        """`` <rationale>\\n#### <answer>`` (``rationale``) or `` #### <answer>`` (``direct``)."""
-        if style == "direct":
-            return f" {ANSWER_MARK} {problem.answer}"
-        if style != "rationale":
+        """`` <rationale>\\n#### <answer>`` (``rationale``) or `` #### <answer>`` (``direct``, and either
+        style for a problem without a rationale)."""
+        if style not in STYLES:
             raise ValueError(f"unknown completion style {style!r}; use one of {STYLES}")
-        if problem.rationale is None:
-            raise ValueError(f"problem {problem.id} has no rationale; use style 'direct'")
+        # Why direct without a rationale: data with no rationale column has only answers to teach, and
+        # every teacher's default style is ``rationale``.
+        if style == "direct" or problem.rationale is None:
+            return f" {ANSWER_MARK} {problem.answer}"
         return f" {problem.rationale}\n{ANSWER_MARK} {problem.answer}"
 
     def close(self) -> None:
-        """Stop the answer checker's worker processes."""
+        """Release the answer checker (math-verify's worker processes)."""
         self.checker.close()
 
 
@@ -155,46 +166,82 @@ class _Both:
         return item == self.question or item in self.exclude
 
 
-def build_dataset_domain(cfg: DatasetEnvConfig) -> tuple[DatasetDomain, HeldOut]:
-    """Load, label and split a GSM8K or MATH config's problems (see the module docstring)."""
-    if importlib.util.find_spec("math_verify") is None:
-        raise ConfigError(f"environment: {cfg.kind} answers are checked with math-verify, which is not "
-                          "installed; pip install 'tutorkd[real]'")
-    train, test = load_problems(cfg, "train"), load_problems(cfg, "test")
-    labelled_nodes = None
-    if cfg.labels_file is not None:
-        labels, labelled_nodes = read_labels(cfg.labels_file)
-        train, test = relabel(train, labels), relabel(test, labels)
-    test = _distinct(test)
-    test_questions = {normalize(p.question) for p in test}
-    clean = _distinct([p for p in train if normalize(p.question) not in test_questions])
-    if len(clean) < len(train):
-        log.warning("%s: dropped %d train problems that repeat a test question (or each other)", cfg.kind,
-                    len(train) - len(clean))
-    train_by, test_by = _by_skill(clean), _by_skill(test)
-    leaves = {s for s in train_by if len(train_by[s]) >= 2 and s in test_by}
-    dropped = sorted((set(train_by) | set(test_by)) - leaves)
+class BuiltDataset(NamedTuple):
+    """A dataset domain, its held-out sets, and the skills discovered for it (``None``: labelled data)."""
+
+    domain: DatasetDomain
+    heldout: HeldOut
+    discovered: DiscoveredSkills | None
+
+
+def build_dataset(cfg: DatasetEnvConfig | QAEnvConfig) -> BuiltDataset:
+    """Load, label and split the problems of a dataset, GSM8K or MATH config (see the module docstring)."""
+    data = LOADERS[cfg.kind](cfg)
+    try:
+        tree, heldout, pool = _split(data, cfg)
+    except BaseException:
+        data.checker.close()
+        raise
+    log.info("%s: %d skills; test %d, val %d, pool %d problems", data.name, len(pool),
+             len(heldout.test_problems()), len(heldout.val_problems()), sum(len(p) for p in pool.values()))
+    known = [p for part in (heldout.val, heldout.test, pool) for problems in part.values() for p in problems]
+    if all(p.rationale is None for p in known):
+        log.info("%s: no rationales; every training completion is the answer alone", data.name)
+    return BuiltDataset(DatasetDomain(data.name, tree, pool, known, data.checker), heldout, data.discovered)
+
+
+def build_dataset_domain(cfg: DatasetEnvConfig | QAEnvConfig) -> tuple[DatasetDomain, HeldOut]:
+    """The domain and held-out sets of ``build_dataset``."""
+    built = build_dataset(cfg)
+    return built.domain, built.heldout
+
+
+BySkill = dict[str, tuple[Problem, ...]]
+
+
+def _split(data: Labelled, cfg: DatasetEnvConfig | QAEnvConfig) -> tuple[SkillTree, HeldOut, BySkill]:
+    """The skill tree of the skills with enough problems, the held-out sets, and the pool."""
+    if data.test is None:
+        others, tests = _distinct(data.train), None
+        if len(others) < len(data.train):
+            log.warning("%s: dropped %d problems that repeat another's question", data.name,
+                        len(data.train) - len(others))
+        others_by, tests_by = _by_skill(others), {}
+        leaves = {s for s in others_by if len(others_by[s]) >= 3}
+        need = "3 problems"
+    else:
+        tests = _distinct(data.test)
+        test_questions = {normalize(p.question) for p in tests}
+        others = _distinct([p for p in data.train if normalize(p.question) not in test_questions])
+        if len(others) < len(data.train):
+            log.warning("%s: dropped %d train problems that repeat a test question (or each other)",
+                        data.name, len(data.train) - len(others))
+        others_by, tests_by = _by_skill(others), _by_skill(tests)
+        leaves = {s for s in others_by if len(others_by[s]) >= 2 and s in tests_by}
+        need = "1 test, 2 train"
+    dropped = sorted((set(others_by) | set(tests_by)) - leaves)
     if dropped:
-        log.warning("%s: skills left out for too few problems (need 1 test, 2 train): %s", cfg.kind, dropped)
+        log.warning("%s: skills left out for too few problems (need %s): %s", data.name, need, dropped)
     if not leaves:
-        raise ConfigError(f"environment: no {cfg.kind} skill has both a test problem and two train problems; "
-                          "check train_file/test_file (or labels_file)")
-    nodes = labelled_nodes if labelled_nodes is not None else skill_nodes(cfg, leaves)
-    tree = _prune(SkillTree(nodes=nodes), leaves)
+        raise ConfigError(f"environment: no {data.name} skill has enough problems ({need}); check the "
+                          "data files (or labels_file)")
+    tree = _prune(SkillTree(nodes=data.nodes), leaves)
     val, held_test, pool = {}, {}, {}
     for skill in tree.leaves():
         rng = random.Random(f"heldout:{cfg.split_seed}:{skill}")
-        tests = _shuffled(test_by[skill], rng)
-        trains = _shuffled(train_by[skill], rng)
-        n_val = min(cfg.val_per_skill, len(trains) // 2)
-        held_test[skill] = tuple(tests[: cfg.test_per_skill])
-        val[skill], pool[skill] = tuple(trains[:n_val]), tuple(trains[n_val:])
-    heldout = HeldOut(seed=cfg.split_seed, val=val, test=held_test)
-    log.info("%s: %d skills; test %d, val %d, pool %d problems", cfg.kind, len(pool),
-             len(heldout.test_problems()), len(heldout.val_problems()), sum(len(p) for p in pool.values()))
-    checker = MathChecker(workers=cfg.check_workers, timeout_s=cfg.check_timeout_s)
-    known = [p for group in (val, held_test, pool) for problems in group.values() for p in problems]
-    return DatasetDomain(cfg.kind, tree, pool, known, checker), heldout
+        if tests is None:
+            ordered = _shuffled(others_by[skill], rng)
+            n_test = min(cfg.test_per_skill, len(ordered) // 3)
+            n_val = min(cfg.val_per_skill, len(ordered) // 3)
+            held_test[skill] = tuple(ordered[:n_test])
+            val[skill], pool[skill] = tuple(ordered[n_test:n_test + n_val]), tuple(ordered[n_test + n_val:])
+        else:
+            shuffled_tests = _shuffled(tests_by[skill], rng)
+            trains = _shuffled(others_by[skill], rng)
+            n_val = min(cfg.val_per_skill, len(trains) // 2)
+            held_test[skill] = tuple(shuffled_tests[: cfg.test_per_skill])
+            val[skill], pool[skill] = tuple(trains[:n_val]), tuple(trains[n_val:])
+    return tree, HeldOut(seed=cfg.split_seed, val=val, test=held_test), pool
 
 
 def _distinct(problems: Sequence[Problem]) -> list[Problem]:

@@ -9,6 +9,14 @@
 3. Every question is mapped to a category. A question whose label was invalid is clustered by its own
    (normalised) text instead, so it still lands with similar-looking questions, and is counted.
 
+Without an LLM (``discover`` with no ``discovery.llm``) the questions themselves are clustered the same
+way (``cluster_questions``): numbers and punctuation are normalised away, so questions written from the
+same template or on the same topic share their character 3-grams. At most ``k`` clusters are made, as
+many as keep every cluster at ``MIN_SKILL_SIZE`` problems or more (k-means is rerun with one cluster
+fewer until they do), and one skill when there are fewer than twice that many problems. A cluster is
+named by its most characteristic words: those whose share of the cluster's questions exceeds their share
+of the other questions the most.
+
 The result plugs into the same interfaces as a domain's own skills: ``DiscoveredSkills.labeler()`` is
 a ``SkillLabeler`` for STAT's profile, and ``catalogue()`` is the skill list an LLM labeler chooses from.
 """
@@ -21,10 +29,12 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
+from tutorkd.config.environment import DiscoveryConfig
 from tutorkd.llm.structured import StructuredLLM
 from tutorkd.schema import Attempt, Problem, Record, Skill
 
@@ -35,6 +45,15 @@ LABEL_PROMPT = (
     "Problem: {question}\n"
     'Answer with JSON: {{"skill": <skill>}}\n'
 )
+MIN_SKILL_SIZE = 20
+"""Without an LLM, the fewest problems a discovered skill may hold: fewer leave test and validation
+sets too small to tell the skill's accuracy apart from noise."""
+NAME_WORDS = 3
+"""Words a cluster of questions is named by."""
+FUNCTION_WORDS = frozenset(
+    "the and are for how many much what which who does did with that this then from each has have was "
+    "were his her its their they them there into than after before will can".split())
+"""Words never used in a name: they say how a question is phrased, not what it is about."""
 
 
 class SkillLabel(Record):
@@ -49,9 +68,10 @@ class Category(Record):
     id: str
     """``c0``, ``c1``, ... in order of first appearance over the questions."""
     name: str
-    """Its most frequent label (ties: alphabetical)."""
+    """Its most frequent label (ties: alphabetical); clustered questions: their most characteristic
+    words."""
     labels: tuple[str, ...]
-    """Every distinct label in it, sorted."""
+    """Every distinct label in it, sorted; empty where the questions themselves were clustered."""
 
 
 class DiscoveredSkills(Record):
@@ -66,10 +86,14 @@ class DiscoveredSkills(Record):
     """Problem id to its normalised label (the normalised question where the LLM's label was invalid)."""
     invalid: dict[str, int]
     """Invalid LLM labels by reason (``invalid_json``, ``schema``, ``no_letters``)."""
+    method: Literal["llm", "questions"] = "llm"
+    """``llm``: the LLM's labels were clustered; ``questions``: no LLM, the questions themselves were
+    (``cluster_questions``)."""
 
     def catalogue(self) -> list[Skill]:
-        """The categories as skills (id, and the name plus the labels as description)."""
-        return [Skill(id=c.id, description=f"{c.name} ({'; '.join(c.labels)})") for c in self.categories]
+        """The categories as skills (id, and the name plus any labels as description)."""
+        return [Skill(id=c.id, description=f"{c.name} ({'; '.join(c.labels)})" if c.labels else c.name)
+                for c in self.categories]
 
     def labeler(self) -> DiscoveredLabels:
         """A ``SkillLabeler`` that names each question's category."""
@@ -180,6 +204,60 @@ def discover_skills(problems: Sequence[Problem], llm: StructuredLLM, k: int,
         labels={p.id: t for p, t in zip(problems, texts, strict=True)},
         invalid=dict(invalid),
     )
+
+
+def characteristic_words(inside: Sequence[str], outside: Sequence[str], n: int = NAME_WORDS) -> list[str]:
+    """The ``n`` words (of 3 letters or more, no ``FUNCTION_WORDS``) whose share of the ``inside`` texts
+    exceeds their share of the ``outside`` ones the most (ties: alphabetical); only words more common
+    inside."""
+    def share(texts: Sequence[str]) -> Counter[str]:
+        counts = Counter(w for t in texts for w in set(t.split()) if len(w) >= 3 and w not in FUNCTION_WORDS)
+        return Counter({w: c / len(texts) for w, c in counts.items()}) if texts else Counter()
+
+    within, without = share(inside), share(outside)
+    scores = {w: s - without[w] for w, s in within.items() if s > without[w]}
+    return sorted(scores, key=lambda w: (-scores[w], w))[:n]
+
+
+def cluster_questions(problems: Sequence[Problem], k: int, seed: int = 0) -> DiscoveredSkills:
+    """Skills without an LLM: the normalised questions clustered into at most ``k`` skills of at least
+    ``MIN_SKILL_SIZE`` problems each (one skill for fewer than twice that many problems), each named by
+    its most characteristic words (see the module docstring)."""
+    texts = [normalise(p.question) for p in problems]
+    groups = [0] * len(texts)
+    for m in range(min(k, len(texts) // MIN_SKILL_SIZE), 1, -1):
+        tried = cluster(texts, m, seed)
+        if min(Counter(tried).values()) >= MIN_SKILL_SIZE:
+            groups = tried
+            break
+    categories = []
+    for j in range(max(groups, default=-1) + 1):
+        inside = [t for t, g in zip(texts, groups, strict=True) if g == j]
+        outside = [t for t, g in zip(texts, groups, strict=True) if g != j]
+        words = characteristic_words(inside, outside) if outside else []
+        categories.append(Category(id=f"c{j}", name=" ".join(words) or "all questions", labels=()))
+    log.info("no discovery LLM: clustered %d questions into %d skills (%s)", len(problems), len(categories),
+             "; ".join(f"{c.id}: {c.name}" for c in categories))
+    return DiscoveredSkills(
+        categories=tuple(categories),
+        assignment={p.id: f"c{g}" for p, g in zip(problems, groups, strict=True)},
+        questions={p.id: p.question for p in problems},
+        labels={p.id: t for p, t in zip(problems, texts, strict=True)},
+        invalid={},
+        method="questions",
+    )
+
+
+def discover(problems: Sequence[Problem], cfg: DiscoveryConfig, seed: int = 0) -> DiscoveredSkills:
+    """Skills for unlabelled ``problems``: with ``cfg.llm``, ``discover_skills`` (the LLM labels, the labels
+    are clustered); without, ``cluster_questions``. At most ``cfg.skills`` either way."""
+    if cfg.llm is None:
+        return cluster_questions(problems, cfg.skills, seed)
+    llm = StructuredLLM.from_config(cfg.llm)
+    try:
+        return discover_skills(problems, llm, cfg.skills, seed)
+    finally:
+        llm.close()
 
 
 def load_problems(path: str | Path) -> list[Problem]:

@@ -1,7 +1,7 @@
 """The one place a domain is made from an environment config: the domain factory.
 
 A run, ``tutorkd eval``/``compare``/``report`` and ``tutorkd generate`` all build their domain here, so a
-GSM8K or MATH run is rebuilt with its own dataset, never with the arithmetic domain.
+GSM8K, MATH or own-dataset run is rebuilt with its own data, never with the arithmetic domain.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 from tutorkd.config import ArithmeticEnvConfig, DatasetEnvConfig, EnvConfig
+from tutorkd.config.environment import QAEnvConfig
+from tutorkd.environments.discovery import DiscoveredSkills
 from tutorkd.environments.heldout import HeldOut
 from tutorkd.protocols import Domain
 
@@ -24,6 +26,9 @@ class DomainSetup:
     """A procedural domain keeps training data outside its whole evaluation partition
     (``HeldOut.reserved``, so eval sets of any size stay clean); a dataset domain's held-out split is
     exactly its eval sets (``HeldOut.questions``)."""
+    discovered: DiscoveredSkills | None = None
+    """The skills discovered for data without skill labels (``kind: dataset`` with neither a skill
+    column nor a labels file), to be saved with the run; ``None`` where the data has its own skills."""
 
 
 def arithmetic_domain(env_cfg: ArithmeticEnvConfig) -> DomainSetup:
@@ -35,19 +40,21 @@ def arithmetic_domain(env_cfg: ArithmeticEnvConfig) -> DomainSetup:
     return DomainSetup(domain, heldout, heldout.reserved)
 
 
-def dataset_domain(env_cfg: DatasetEnvConfig) -> DomainSetup:
-    """A benchmark's problems, loaded and split (``tutorkd.environments.datasets``; ``ConfigError`` with
-    the fix when the data is neither local nor downloadable)."""
-    from tutorkd.environments.datasets import build_dataset_domain
+def dataset_domain(env_cfg: DatasetEnvConfig | QAEnvConfig) -> DomainSetup:
+    """A dataset's problems (GSM8K, MATH or your own), loaded, labelled and split
+    (``tutorkd.environments.datasets``; ``ConfigError`` with the fix when the data is neither local nor
+    downloadable)."""
+    from tutorkd.environments.datasets import build_dataset
 
-    domain, heldout = build_dataset_domain(env_cfg)
-    return DomainSetup(domain, heldout, heldout.questions)
+    built = build_dataset(env_cfg)
+    return DomainSetup(built.domain, built.heldout, built.heldout.questions, built.discovered)
 
 
 DOMAINS: dict[str, Callable[..., DomainSetup]] = {
     "arithmetic": arithmetic_domain,
     "gsm8k": dataset_domain,
     "math": dataset_domain,
+    "dataset": dataset_domain,
 }
 """``environment.kind`` to the function that builds its domain."""
 

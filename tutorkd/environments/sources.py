@@ -1,4 +1,7 @@
-"""GSM8K and Hendrycks MATH rows as ``Problem``s: loading with ``datasets``, answers, rationales, skills.
+"""GSM8K and Hendrycks MATH as presets of the dataset environment: their row formats, answers,
+rationales, skills and hub defaults (``PRESETS``); reading and splitting are the dataset environment's
+(``tutorkd.environments.tables``, ``tutorkd.environments.datasets``), and answers are compared by its
+``math`` checker.
 
 Sources (``DatasetEnvConfig``): by default the Hugging Face datasets ``openai/gsm8k`` (config
 ``main``) and ``DigitalLearningGmbH/MATH-lighteval`` (config ``default``; the original
@@ -22,34 +25,28 @@ calculation steps, ``long``: more), e.g. ``mixed.long``; steps are the ``<<...>>
 solution's lines where there are none) and operators are those between two numbers. Either dataset can
 instead take a ``labels_file``: JSONL rows ``{"question", "skill"}`` (a dotted ``branch.leaf`` id makes
 a two-level tree) or the ``DiscoveredSkills`` JSON of the skill-discovery pipeline
-(``tutorkd.environments.discovery``); questions it does not label are dropped and counted.
+(``tutorkd.environments.tables.read_labels``); questions it does not label are dropped and counted.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tutorkd.config import ConfigError, DatasetEnvConfig
-from tutorkd.environments.heldout import normalize
+from tutorkd.environments.checkers import build_checker
+from tutorkd.environments.tables import Labelled, file_rows, hub_dataset, problem_id, read_labels, relabel
 from tutorkd.schema import Problem, Skill
 
 log = logging.getLogger(__name__)
 
 Split = Literal["train", "test"]
-
-HUB_DEFAULTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "gsm8k": ("openai/gsm8k", ("main",)),
-    "math": ("DigitalLearningGmbH/MATH-lighteval", ("default",)),
-}
-"""Environment kind to (Hugging Face dataset id, subsets) used when no files or dataset are given."""
 
 GSM8K_BRANCHES = {
     "add_sub": "Word problems solved with addition and subtraction only.",
@@ -82,11 +79,6 @@ class MathRow(_Row):
     level: str
     type: str
     solution: str
-
-
-def problem_id(kind: str, question: str) -> str:
-    """``<kind>:<12 hex digits>`` from the normalized question: stable across splits and row order."""
-    return f"{kind}:{hashlib.sha1(normalize(question).encode()).hexdigest()[:12]}"
 
 
 def gsm8k_skill(solution: str) -> str:
@@ -183,13 +175,49 @@ def math_tree(leaves: set[str]) -> tuple[Skill, ...]:
     return tuple(nodes)
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A benchmark as a preset of the dataset environment: where it lives, its row format, how a row
+    becomes a problem, its skill tree, and how answers are compared."""
+
+    hub: str
+    """Hugging Face dataset id read when a config names no files or dataset."""
+    subsets: tuple[str, ...]
+    row: type[_Row]
+    problem: Callable[[_Row], Problem | None]
+    """The problem of a row, ``None`` for a malformed one."""
+    tree: Callable[[set[str]], tuple[Skill, ...]]
+    """The skill nodes over a set of leaves."""
+    checker: str = "math"
+
+
+PRESETS: dict[str, Preset] = {
+    "gsm8k": Preset("openai/gsm8k", ("main",), GSM8KRow, gsm8k_problem, gsm8k_tree),
+    "math": Preset("DigitalLearningGmbH/MATH-lighteval", ("default",), MathRow, math_problem, math_tree),
+}
+"""``environment.kind`` to its preset."""
+
+
+def load_preset(cfg: DatasetEnvConfig) -> Labelled:
+    """A GSM8K or MATH config's train and test problems, labelled (its own skills or ``labels_file``),
+    with the ``math`` checker."""
+    preset = PRESETS[cfg.kind]
+    # Why first: a missing math-verify should stop the run before a download starts.
+    checker = build_checker(preset.checker, cfg.check_workers, cfg.check_timeout_s)
+    train, test = load_problems(cfg, "train"), load_problems(cfg, "test")
+    if cfg.labels_file is not None:
+        labels, nodes = read_labels(cfg.labels_file)
+        return Labelled(cfg.kind, relabel(train, labels), relabel(test, labels), nodes, checker)
+    return Labelled(cfg.kind, train, test, preset.tree({p.skill_ids[0] for p in [*train, *test]}), checker)
+
+
 def load_problems(cfg: DatasetEnvConfig, split: Split) -> list[Problem]:
     """Every well-formed problem of ``split`` (malformed rows dropped, counted and logged)."""
-    row_model, convert = (GSM8KRow, gsm8k_problem) if cfg.kind == "gsm8k" else (MathRow, math_problem)
+    preset = PRESETS[cfg.kind]
     problems, malformed = [], 0
     for n, raw in enumerate(_load_rows(cfg, split)):
         try:
-            problem = convert(row_model.model_validate(raw))
+            problem = preset.problem(preset.row.model_validate(raw))
         except ValidationError as exc:
             raise ConfigError(f"{_where(cfg, split)}: row {n} is not a {cfg.kind} row: "
                               f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") from None
@@ -202,53 +230,6 @@ def load_problems(cfg: DatasetEnvConfig, split: Split) -> list[Problem]:
     return problems
 
 
-def relabel(problems: list[Problem], labels: Mapping[str, str]) -> list[Problem]:
-    """``problems`` with the skill ``labels`` gives their normalized question; unlabelled ones dropped."""
-    out = [p.model_copy(update={"skill_ids": (labels[normalize(p.question)],)})
-           for p in problems if normalize(p.question) in labels]
-    if len(out) < len(problems):
-        log.warning("labels file: dropped %d of %d problems it does not label", len(problems) - len(out),
-                    len(problems))
-    return out
-
-
-def read_labels(path: str) -> tuple[dict[str, str], tuple[Skill, ...]]:
-    """Normalized question to skill id, and the skill nodes, from a labels file (module docstring)."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"labels_file: {path} does not exist; give a JSONL of question/skill rows or a "
-                          "DiscoveredSkills JSON")
-    descriptions: dict[str, str] = {}
-    if file.suffix == ".json":
-        from tutorkd.environments.discovery import DiscoveredSkills
-
-        found = DiscoveredSkills.model_validate_json(file.read_text())
-        labels = {normalize(found.questions[pid]): cat for pid, cat in found.assignment.items()}
-        descriptions = {c.id: c.name for c in found.categories}
-    else:
-        labels = {}
-        for n, line in enumerate(file.read_text().splitlines(), 1):
-            if line.strip():
-                row = json.loads(line)
-                if set(row) != {"question", "skill"}:
-                    raise ConfigError(f"labels_file {path}:{n}: expected keys question, skill; "
-                                      f"got {sorted(row)}")
-                labels[normalize(row["question"])] = row["skill"]
-    nodes: dict[str, Skill] = {}
-    for skill in sorted(set(labels.values())):
-        branch, dot, _ = skill.partition(".")
-        if dot and branch not in nodes:
-            nodes[branch] = Skill(id=branch, description=branch)
-        nodes[skill] = Skill(id=skill, description=descriptions.get(skill, skill),
-                             parent=branch if dot else None)
-    return labels, tuple(nodes.values())
-
-
-def skill_nodes(cfg: DatasetEnvConfig, leaves: set[str]) -> tuple[Skill, ...]:
-    """The shipped or labeller skill tree of ``cfg.kind`` restricted to ``leaves``."""
-    return gsm8k_tree(leaves) if cfg.kind == "gsm8k" else math_tree(leaves)
-
-
 def _where(cfg: DatasetEnvConfig, split: Split) -> str:
     path = cfg.train_file if split == "train" else cfg.test_file
     return path if path is not None else f"{source(cfg)[0]} ({split})"
@@ -256,33 +237,22 @@ def _where(cfg: DatasetEnvConfig, split: Split) -> str:
 
 def source(cfg: DatasetEnvConfig) -> tuple[str, tuple[str, ...]]:
     """(Hugging Face dataset id, subsets) that ``cfg`` reads when it names no local files."""
-    name, subsets = HUB_DEFAULTS[cfg.kind]
-    return cfg.dataset or name, cfg.subsets or (subsets if cfg.dataset is None else (None,))
+    preset = PRESETS[cfg.kind]
+    return cfg.dataset or preset.hub, cfg.subsets or (preset.subsets if cfg.dataset is None else (None,))
 
 
 def _load_rows(cfg: DatasetEnvConfig, split: Split) -> list[dict]:
-    import datasets
-
     path = cfg.train_file if split == "train" else cfg.test_file
     if path is not None:
         if not Path(path).is_file():
             raise ConfigError(f"{split}_file: {path} does not exist; give a local {cfg.kind} file (JSONL, "
                               "JSON or parquet), or no train_file/test_file to read the Hugging Face dataset")
-        builder = "parquet" if path.endswith(".parquet") else "json"
-        return list(datasets.load_dataset(builder, data_files=path, split="train"))
+        return file_rows(path)
     name, subsets = source(cfg)
     rows: list[dict] = []
     for subset in subsets:
-        try:
-            rows += list(datasets.load_dataset(name, subset, split=split))
-        except (ConnectionError, FileNotFoundError) as exc:
-            raise ConfigError(
-                f"environment: the {cfg.kind} dataset {name} ({subset or 'default'}, {split}) is not "
-                f"available locally and could not be downloaded ({type(exc).__name__}). Fix: on a machine "
-                "with network run "
-                f"`python -c \"import datasets; datasets.load_dataset('{name}', {subset!r})\"` to fill the "
-                "Hugging Face cache (HF_HOME), or set train_file and test_file to local copies"
-            ) from None
+        rows += list(hub_dataset(name, subset, split, f"{cfg.kind} dataset",
+                                 "set train_file and test_file to local copies"))
     log.info("%s %s: %d rows from %s", cfg.kind, split, len(rows), name)
     return rows
 

@@ -40,6 +40,7 @@ class DatasetCard(Record):
 
 def render_card(card: DatasetCard) -> str:
     """The dataset card as Markdown."""
+    magnitude = card.distribution.mean_magnitude
     skills = Counter({s: round(v * card.size) for s, v in card.distribution.skill_mix.items()})
     lines = [
         f"# {card.name} (seed {card.seed})",
@@ -55,8 +56,8 @@ def render_card(card: DatasetCard) -> str:
         f"- **dropped before verification**: {card.generation or 'none reported'}",
         f"- **overlap with held-out sets**: {card.eval_overlap} (all data is from outside the evaluation "
         "partition)",
-        f"- **rationale share**: {card.distribution.rationale_share:.2f}; operand size "
-        f"{card.distribution.mean_magnitude:.2f} (0 lowest, 1 highest)",
+        f"- **rationale share**: {card.distribution.rationale_share:.2f}"
+        + (f"; operand size {magnitude:.2f} (0 lowest, 1 highest)" if magnitude is not None else ""),
         f"- **skills**: {', '.join(f'{s} {n}' for s, n in skills.items() if n)}",
         "",
         "Load: `datasets.load_from_disk('sft')` (prompt/completion, for TRL `SFTTrainer`)"

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
+from tutorkd import progress
 from tutorkd.protocols import Completion, SamplingConfig
 from tutorkd.schema import StudentVersion
 
@@ -32,8 +33,10 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self._tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-        self._model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
+        with progress.task(f"loading {Path(model_dir).name} (transformers)"):
+            self._tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+            self._model = model.to(device).eval()
         self._device = device
         self._max_adapters = max_adapters
         self._batch_size = batch_size
@@ -43,13 +46,18 @@ class TransformersBackend:
     def generate(
         self, prompts: Sequence[str], params: SamplingConfig, version: StudentVersion | None = None
     ) -> list[Completion]:
-        """Complete each prompt with ``version``'s adapter (``None`` or no adapter: the base)."""
+        """Complete each prompt with ``version``'s adapter (``None`` or no adapter: the base), in
+        batches of ``batch_size``; each batch advances a ``tutorkd.progress`` task over the prompts."""
         if params.regex is not None or params.json_schema is not None:
             raise NotImplementedError("structured decoding (regex/json_schema) needs the vllm backend")
         self._activate(version)
         out: list[Completion] = []
-        for start in range(0, len(prompts), self._batch_size):
-            out += self._generate_batch(list(prompts[start : start + self._batch_size]), params, version)
+        described = f"generating {len(prompts)} completions" + (f" with {version.name}" if version else "")
+        with progress.task(described, total=len(prompts)) as bar:
+            for start in range(0, len(prompts), self._batch_size):
+                batch = list(prompts[start : start + self._batch_size])
+                out += self._generate_batch(batch, params, version)
+                bar.advance(len(batch))
         return out
 
     def close(self) -> None:

@@ -15,16 +15,19 @@ engine may be open at a time (a second raises; close the first, which takes abou
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from tutorkd import progress
 from tutorkd.protocols import Completion, SamplingConfig
 from tutorkd.schema import StudentVersion
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
     from vllm.lora.request import LoRARequest
 
 log = logging.getLogger(__name__)
@@ -70,19 +73,20 @@ class VLLMBackend:
             )
         from vllm import LLM
 
-        self.llm = LLM(
-            model=str(model_dir),
-            dtype="float32",
-            max_model_len=max_model_len,
-            enforce_eager=True,
-            enable_lora=True,
-            max_lora_rank=max_lora_rank,
-            max_loras=max_loras,
-            max_cpu_loras=max_cpu_loras,
-            seed=seed,
-            use_tqdm_on_load=False,  # Why: a load bar per engine start clutters the run's progress display
-        )
-        """The engine; public so tests and callers can check that it is never rebuilt."""
+        with progress.task("starting the vLLM engine"):
+            self.llm = LLM(
+                model=str(model_dir),
+                dtype="float32",
+                max_model_len=max_model_len,
+                enforce_eager=True,
+                enable_lora=True,
+                max_lora_rank=max_lora_rank,
+                max_loras=max_loras,
+                max_cpu_loras=max_cpu_loras,
+                seed=seed,
+                use_tqdm_on_load=False,  # Why: the progress display shows the start as one task instead
+            )
+            """The engine; public so tests and callers can check that it is never rebuilt."""
         _open_engines += 1
         self._adapters: dict[int, tuple[str, int]] = {}
         """Adapter id to (path, modification time of its weights) as last loaded into the engine."""
@@ -90,7 +94,8 @@ class VLLMBackend:
     def generate(
         self, prompts: Sequence[str], params: SamplingConfig, version: StudentVersion | None = None
     ) -> list[Completion]:
-        """Complete each prompt with ``version``'s adapter (``None`` or no adapter: the base)."""
+        """Complete each prompt with ``version``'s adapter (``None`` or no adapter: the base); each
+        finished request advances a ``tutorkd.progress`` task over the prompts."""
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
@@ -112,9 +117,11 @@ class VLLMBackend:
             )
             for i in range(len(prompts))
         ]
-        results = self.llm.generate(
-            list(prompts), sampling, use_tqdm=False, lora_request=self._lora_request(version)
-        )
+        described = f"generating {len(prompts)} completions" + (f" with {version.name}" if version else "")
+        with progress.task(described, total=len(prompts)) as bar:
+            results = self.llm.generate(
+                list(prompts), sampling, use_tqdm=_feeding(bar), lora_request=self._lora_request(version)
+            )
         out = []
         for result in results:
             gen = result.outputs[0]
@@ -162,3 +169,32 @@ class VLLMBackend:
                 raise RuntimeError("vLLM refused to reset its prefix cache; stale adapter KV could be served")
         self._adapters[version.lora_int_id] = now
         return LoRARequest(version.name, version.lora_int_id, version.adapter_path)
+
+
+def _feeding(bar: progress.Bar) -> Callable[..., tqdm]:
+    """A ``use_tqdm`` for ``LLM.generate`` that draws nothing and feeds vLLM's own count of finished
+    requests into ``bar``; the engine adds, batches and schedules the requests exactly as it would
+    without a bar (vLLM only counts tokens for the bar's speed figures).
+
+    vLLM calls it twice per ``generate``: around the prompts it renders (an iterable, not fed: that
+    pass finishes no request) and with the number of requests the engine then runs (fed)."""
+    from tqdm import tqdm
+
+    class Feed(tqdm):
+        monitor_interval = 0  # Why: tqdm would start a monitor thread for a bar nobody sees
+
+        def __init__(self, iterable: Any = None, *args: Any, **kwargs: Any) -> None:
+            self._feeds = iterable is None
+            super().__init__(iterable, *args, **{**kwargs, "file": io.StringIO(), "leave": False})
+
+        def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+            """Draw nothing: ``bar`` is the display."""
+            return True
+
+        def update(self, n: float | None = 1) -> bool | None:
+            """Count ``n`` more finished requests, on ``bar`` too."""
+            if self._feeds and n:
+                bar.advance(n)
+            return super().update(n)
+
+    return Feed

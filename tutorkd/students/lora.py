@@ -12,12 +12,16 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from tutorkd import progress
 from tutorkd.config import HFStudentConfig, TinyStudentConfig
 from tutorkd.io import staging_dir
 from tutorkd.schema import TrainStats
 from tutorkd.students.pretrain import MAX_LENGTH, torch_threads
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +41,8 @@ def trainer_args(
 
     On the CPU unless ``cuda`` (then bf16 autocast); the seed also fixes the data order; a loss is
     logged every step (callers read the losses back from the trainer's log history), but nothing is
-    reported, saved or drawn as a progress bar, since a teaching loop runs many short trainings and
-    shows its own progress.
+    reported, saved or drawn as a tqdm bar, since a teaching loop runs many short trainings and shows
+    its own progress (``report_steps``).
     """
     return {
         "output_dir": str(output_dir),
@@ -59,6 +63,32 @@ def trainer_args(
     }
 
 
+def report_steps(bar: progress.Bar) -> TrainerCallback:
+    """A trainer callback that shows the trainer's optimizer steps on ``bar`` (its total set when
+    training begins), with the last logged loss as its note. It only observes: it changes no
+    ``TrainerControl``."""
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+    class ReportSteps(TrainerCallback):
+        def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                           **kwargs: Any) -> None:
+            """The bar's total: the trainer's step count, known from here on."""
+            bar.set_total(state.max_steps)
+
+        def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                        **kwargs: Any) -> None:
+            """One optimizer step done."""
+            bar.advance()
+
+        def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                   logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+            """Show the last logged loss (a step's loss is logged after its ``on_step_end``)."""
+            if logs and "loss" in logs:
+                bar.advance(0, note=f"loss {logs['loss']:.3f}")
+
+    return ReportSteps()
+
+
 def train_lora(
     base_dir: str | Path,
     pairs: Sequence[tuple[str, str]],
@@ -75,7 +105,8 @@ def train_lora(
     ``cfg.lora_rank``. ``max_length`` caps a training sequence in tokens; ``device="cuda"`` trains on
     the GPU with bf16 autocast (the weights stay float32, as LoRA training wants). The adapter is
     written to a temporary folder and renamed to ``out_dir`` once complete; ``out_dir`` must not exist
-    yet (an adapter's weights never change under its path).
+    yet (an adapter's weights never change under its path). Loading and training show as one
+    ``tutorkd.progress`` task, advanced per optimizer step.
     """
     import datasets
     import torch
@@ -86,7 +117,8 @@ def train_lora(
     if not pairs:
         raise ValueError("no training pairs; a LoRA needs at least one (prompt, completion)")
     started = time.monotonic()
-    with staging_dir(Path(out_dir), "adapter") as tmp:
+    task = progress.task(f"training a LoRA adapter on {len(pairs)} examples")
+    with staging_dir(Path(out_dir), "adapter") as tmp, task as bar:
         with torch_threads():
             # Why seed here: PEFT draws the fresh adapter's initial weights before the trainer seeds.
             set_seed(seed)
@@ -130,6 +162,7 @@ def train_lora(
                 peft_config=peft_config,
             )
             trainer.remove_callback(PrinterCallback)
+            trainer.add_callback(report_steps(bar))
             trainer.train()
             trainer.model.save_pretrained(tmp / "adapter")
         _check_servable(tmp / "adapter")

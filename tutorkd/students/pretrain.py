@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Container, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tutorkd import progress
 from tutorkd.cache import cache_root, cached_build
 from tutorkd.config import TinyStudentConfig
 from tutorkd.environments.heldout import Reserved
@@ -227,14 +228,15 @@ def _train(spec: PretrainSpec, domain: Domain, exclude: Container[str], out: Pat
     tokenizer = build_char_tokenizer(spec.alphabet)
     return train_char_lm(llama_config(spec, tokenizer), tokenizer,
                          lambda rng: _batch_pairs(domain, spec, exclude, rng), steps=spec.steps,
-                         lr=spec.lr, seed=spec.seed, out=out, title="pretraining tiny student")
+                         lr=spec.lr, seed=spec.seed, out=out, title="pretraining the base student")
 
 
 def train_char_lm(config: LlamaConfig, tokenizer: PreTrainedTokenizerFast,
                   next_batch: Callable[[random.Random], list[tuple[str, str]]], *, steps: int, lr: float,
                   seed: int, out: Path, title: str) -> float:
     """Train a fresh Llama of ``config`` from scratch on ``next_batch(rng)`` (prompt, completion) pairs,
-    loss on completions only, with a progress bar; save it and ``tokenizer`` into ``out``.
+    loss on completions only, reporting each step (``tutorkd.progress``, as ``title``); save it and
+    ``tokenizer`` into ``out``.
 
     AdamW, linear warmup over the first 5 % of ``steps``, then cosine decay to a tenth of ``lr``; both
     the model's init and the batches are seeded by ``seed``. Returns the mean loss of the last 50 steps.
@@ -242,7 +244,6 @@ def train_char_lm(config: LlamaConfig, tokenizer: PreTrainedTokenizerFast,
     import math
 
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers import LlamaForCausalLM
 
     with torch_threads():
@@ -256,19 +257,12 @@ def train_char_lm(config: LlamaConfig, tokenizer: PreTrainedTokenizerFast,
         def lr_factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            progress = (step - warmup) / max(1, steps - warmup)
-            return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+            done = (step - warmup) / max(1, steps - warmup)
+            return 0.1 + 0.45 * (1 + math.cos(math.pi * done))
 
         sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_factor)
         losses: list[float] = []
-        columns = (
-            TextColumn(title),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.3f}"),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("pretrain", total=steps, loss=float("nan"))
+        with progress.task(title, total=steps) as bar:
             for step in range(steps):
                 loss = model(**collate(next_batch(rng), tokenizer)).loss
                 optim.zero_grad(set_to_none=True)
@@ -277,7 +271,7 @@ def train_char_lm(config: LlamaConfig, tokenizer: PreTrainedTokenizerFast,
                 optim.step()
                 sched.step()
                 losses.append(loss.item())
-                progress.update(task, advance=1, loss=losses[-1])
+                bar.advance(note=f"loss {losses[-1]:.3f}")
                 if (step + 1) % 100 == 0:
                     log.info("%s: step %d/%d loss %.4f", title, step + 1, steps, losses[-1])
         model.eval()

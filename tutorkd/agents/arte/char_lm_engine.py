@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Container, Sequence
 from typing import Protocol
 
-from tutorkd.agents.arte.char_lm import Draft, magnitude, spots
+from tutorkd.agents.arte.char_lm import Draft, spots
 from tutorkd.agents.baselines.procedural import _AnyOf, derive_seed
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.heldout import normalize
@@ -179,11 +179,12 @@ class TeacherDistribution(Record):
     rationale_share: float
     skill_mix: dict[str, float]
     """Leaf skill id to its share of the examples."""
-    mean_magnitude: float
-    """Mean position of the operands in their range (0 lowest, 1 highest; see ``teacher_lm.magnitude``)."""
-    small_share: float
-    """Share whose operands are all in the lower half of their range."""
-    large_share: float
+    mean_magnitude: float | None
+    """Mean position of the operands in their range (0 lowest, 1 highest; see ``char_lm.magnitude``),
+    over the examples with a multi-digit number (``None``: none has one)."""
+    small_share: float | None
+    """Share of those whose operands are all in the lower half of their range."""
+    large_share: float | None
 
 
 def distribution(examples: Sequence[Example], leaves: Sequence[str]) -> TeacherDistribution:
@@ -192,13 +193,15 @@ def distribution(examples: Sequence[Example], leaves: Sequence[str]) -> TeacherD
         raise ValueError("no examples to describe")
     n = len(examples)
     skills = Counter(ex.provenance.skill_id for ex in examples)
-    mags = [magnitude(ex.problem.question) for ex in examples]
-    where = [spots(ex.problem.question) for ex in examples]
+    # Why only questions with a multi-digit number: magnitude is an arithmetic notion (where operands sit
+    # in their range); a word problem with small numbers, or none, has no magnitude to average.
+    where = [w for ex in examples if (w := spots(ex.problem.question))]
+    sized = len(where)
     return TeacherDistribution(
         n=n,
         rationale_share=sum(ex.provenance.generator.style == "rationale" for ex in examples) / n,
         skill_mix={s: skills[s] / n for s in leaves},
-        mean_magnitude=sum(mags) / n,
-        small_share=sum(all(s < 0.5 for s in w) for w in where) / n,
-        large_share=sum(all(s >= 0.5 for s in w) for w in where) / n,
+        mean_magnitude=sum(sum(w) / len(w) for w in where) / sized if sized else None,
+        small_share=sum(all(s < 0.5 for s in w) for w in where) / sized if sized else None,
+        large_share=sum(all(s >= 0.5 for s in w) for w in where) / sized if sized else None,
     )

@@ -121,4 +121,4 @@ def _train(spec: TeacherSpec, domain: ArithmeticDomain, reserved: Reserved, out:
                          lambda rng: [pretrain_example(domain, cfg, reserved, rng)
                                       for _ in range(cfg.pretrain_batch)],
                          steps=cfg.pretrain_steps, lr=cfg.pretrain_lr, seed=cfg.pretrain_seed, out=out,
-                         title="pretraining tiny teacher LM")
+                         title="pretraining the teacher LM")

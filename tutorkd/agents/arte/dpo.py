@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from tutorkd import progress
 from tutorkd.config import AlignConfig
 from tutorkd.io import staging_dir
 from tutorkd.schema import Record
@@ -56,7 +57,7 @@ def align_teacher(
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
-    from tutorkd.students.lora import trainer_args
+    from tutorkd.students.lora import report_steps, trainer_args
     from tutorkd.students.pretrain import MAX_LENGTH, torch_threads
 
     if not pairs:
@@ -94,7 +95,9 @@ def align_teacher(
                 model=model, ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer
             )
             trainer.remove_callback(PrinterCallback)
-            trainer.train()
+            with progress.task(f"aligning the teacher LM (DPO, {len(pairs)} pairs)") as bar:
+                trainer.add_callback(report_steps(bar))
+                trainer.train()
             trainer.model.save_pretrained(tmp / "model")
             tokenizer.save_pretrained(tmp / "model")
         (tmp / "model").rename(out_dir)
