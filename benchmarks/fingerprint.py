@@ -2,8 +2,11 @@
 
 Runs ``tutorkd teach`` through its command line (so the same script measures any version of the code)
 for the default run and one round each of the STAT-Syn, TPD and ToM teachers, then records the sha256 of
-every round's ``data.jsonl`` and ``eval.json`` and of every adapter file. Two fingerprints taken on one
-machine with the same seed must be equal, file for file:
+every round's ``data.jsonl`` and ``eval.json`` and of every adapter file. A run's own name and folder
+(which hold its start time) are masked in the text files, and ``adapter_config.json`` is compared as
+JSON with its lists sorted (PEFT writes ``target_modules`` from a set, whose order changes with Python's
+hash seed from one process to the next). Two fingerprints taken on one machine with the same seed must
+be equal, file for file:
 
     python benchmarks/fingerprint.py --out before.json      # on the old code
     python benchmarks/fingerprint.py --out after.json       # on the new code
@@ -29,16 +32,25 @@ RUNS = {
 }
 
 
-def sha256(path: Path) -> str:
-    """Hex digest of one file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def canonical(path: Path, run_dir: Path) -> bytes:
+    """What is compared of one file: its bytes, with the run's folder and name masked in text files and
+    ``adapter_config.json`` as sorted JSON."""
+    if path.suffix == ".safetensors":
+        return path.read_bytes()
+    text = path.read_text().replace(str(run_dir.resolve()), "<RUN_DIR>").replace(str(run_dir), "<RUN_DIR>")
+    text = text.replace(run_dir.name, "<RUN>")
+    if path.name == "adapter_config.json":
+        fields = json.loads(text)
+        text = json.dumps({k: sorted(v) if isinstance(v, list) else v for k, v in fields.items()},
+                          sort_keys=True)
+    return text.encode()
 
 
 def fingerprint(run_dir: Path) -> dict[str, str]:
     """sha256 of each round's data and evaluation and of each adapter file, by path in the run."""
     files = sorted([*run_dir.glob("rounds/r*/data.jsonl"), *run_dir.glob("rounds/r*/eval.json"),
                     *(p for p in run_dir.glob("adapters/r*/*") if p.is_file())])
-    return {str(p.relative_to(run_dir)): sha256(p) for p in files}
+    return {str(p.relative_to(run_dir)): hashlib.sha256(canonical(p, run_dir)).hexdigest() for p in files}
 
 
 def teach(name: str, args: list[str], root: Path) -> dict:
