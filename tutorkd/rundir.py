@@ -54,18 +54,20 @@ def check_paths(cfg: RunConfig) -> None:
     LLM in particular starts only at its first call, rounds into a run, so it is checked here.
     """
     from tutorkd.config import HFStudentConfig
+    from tutorkd.students.models import MODELS, check_model
 
     if isinstance(cfg.student, HFStudentConfig):
-        from tutorkd.students.hf import check_model_folder
-
-        check_model_folder(cfg.student.model_path)
+        check_model(cfg.student.source, "student.model" if cfg.student.model else "student.model_path")
     llm = cfg.teacher.llm
     if llm is None or llm.backend == "openai":  # an openai teacher's model is a name on its server
         return
-    if not (Path(llm.model).expanduser() / "config.json").is_file():
+    if llm.model in MODELS:
+        check_model(llm.model, "teacher.llm.model")
+    elif not (Path(llm.model).expanduser() / "config.json").is_file():
         raise ConfigError(f"teacher.llm.model: {llm.model} is not a local model folder (no config.json). "
-                          "Fix: download it first, e.g. `huggingface-cli download <model id> --local-dir "
-                          f"{llm.model}`, or set backend: openai and a server's model name")
+                          f"Fix: name a short model ({', '.join(MODELS)}) or download it first, e.g. "
+                          f"`huggingface-cli download <model id> --local-dir {llm.model}`, or set backend: "
+                          "openai and a server's model name")
 
 
 def lock_run(run_dir: Path) -> IO[str]:

@@ -50,8 +50,8 @@ PretrainLR = Annotated[float, Field(
 PretrainSeed = Annotated[int, Field(description="Seed of the initial weights and of the pretraining stream.")]
 CacheDir = Annotated[str | None, Field(
     description="Where pretrained models are cached by content hash; default ``$TUTORKD_CACHE/<kind>``, "
-    "else ``~/.cache/tutorkd/<kind>``, ``<kind>`` being ``students`` (the tiny student) or ``teachers`` "
-    "(the teacher LM).")]
+    "else ``~/.cache/tutorkd/<kind>``, ``<kind>`` being ``students`` (the tiny student), ``teachers`` "
+    "(the teacher LM) or ``models`` (a converted or downloaded Hugging Face model).")]
 
 # LoRA training of a student (``TinyStudentConfig``, ``HFStudentConfig``).
 

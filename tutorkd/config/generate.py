@@ -167,5 +167,5 @@ class GenerateConfig(Config):
                              "(generate scores the student through transformers)")
         if self.environment.kind != "arithmetic" and self.student.kind == "tiny":
             raise ValueError(f"environment kind {self.environment.kind} needs a pretrained student: set "
-                             "student to {kind: hf, model_path: <local model folder>}")
+                             "student to {kind: hf, model: smollm2-135m-instruct or <local model folder>}")
         return self

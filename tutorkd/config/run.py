@@ -34,7 +34,7 @@ class RunConfig(Config):
         if self.environment.kind != "arithmetic" and self.student.kind == "tiny":
             raise ValueError(
                 f"environment kind {self.environment.kind} needs a pretrained student: set student to "
-                "{kind: hf, model_path: <local model folder>} in a run config (e.g. "
+                "{kind: hf, model: smollm2-135m-instruct or <local model folder>} in a run config (e.g. "
                 "recipes/gsm8k-qwen.yaml); the tiny character-level student only reads arithmetic"
             )
         return self

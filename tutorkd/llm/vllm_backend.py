@@ -61,6 +61,8 @@ class VLLMBackend:
         seed: int = 0,
         max_loras: int = 1,
         max_cpu_loras: int = 8,
+        dtype: str = "float32",
+        enable_lora: bool = True,
     ) -> None:
         global _open_engines
         # Why setdefault: a user who tuned these for their machine keeps their values.
@@ -76,13 +78,11 @@ class VLLMBackend:
         with progress.task("starting the vLLM engine"):
             self.llm = LLM(
                 model=str(model_dir),
-                dtype="float32",
+                dtype=dtype,
                 max_model_len=max_model_len,
                 enforce_eager=True,
-                enable_lora=True,
-                max_lora_rank=max_lora_rank,
-                max_loras=max_loras,
-                max_cpu_loras=max_cpu_loras,
+                **({"enable_lora": True, "max_lora_rank": max_lora_rank, "max_loras": max_loras,
+                    "max_cpu_loras": max_cpu_loras} if enable_lora else {}),
                 seed=seed,
                 use_tqdm_on_load=False,  # Why: the progress display shows the start as one task instead
             )

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from tutorkd.config import ConfigError, HFStudentConfig
+from tutorkd.config import HFStudentConfig
 from tutorkd.protocols import Backend, Domain, Phases
 from tutorkd.students.student import LoRAStudent
 
@@ -24,11 +24,11 @@ STOP = ("\nQuestion:",)
 """Stop strings of an answer: a model that has answered may go on to invent the next question."""
 
 
-def hf_student(domain: Domain, backend: Backend, cfg: HFStudentConfig, work_dir: str | Path, seed: int = 0,
-               phases: Phases | None = None) -> LoRAStudent:
-    """The student of ``cfg``: versions ``base``, ``r1``, ... of the local model, answering through
-    ``backend``; ``ConfigError`` with the fix when the model folder is missing."""
-    return LoRAStudent(domain, backend, check_model_folder(cfg.model_path), cfg, work_dir, seed,
+def hf_student(domain: Domain, backend: Backend, base_dir: str | Path, cfg: HFStudentConfig,
+               work_dir: str | Path, seed: int = 0, phases: Phases | None = None) -> LoRAStudent:
+    """The student of ``cfg``: versions ``base``, ``r1``, ... of the model in ``base_dir`` (prepared by
+    ``tutorkd.students.models.prepare_model``), answering through ``backend``."""
+    return LoRAStudent(domain, backend, Path(base_dir), cfg, work_dir, seed,
                        answer_tokens=cfg.max_new_tokens, stop=STOP, char_confidence=False,
                        max_length=cfg.max_length, device=training_device(cfg), phases=phases)
 
@@ -40,16 +40,3 @@ def training_device(cfg: HFStudentConfig) -> Literal["cpu", "cuda"]:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def check_model_folder(model_path: str) -> Path:
-    """``model_path`` as a folder with a model config and tokenizer; else ``ConfigError`` with the fix."""
-    folder = Path(model_path).expanduser()
-    missing = [name for name in ("config.json", "tokenizer_config.json") if not (folder / name).is_file()]
-    if missing:
-        raise ConfigError(
-            f"student.model_path: {model_path} is not a local model folder (missing {', '.join(missing)}). "
-            "Fix: download it first, e.g. `huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct "
-            f"--local-dir {model_path}`"
-        )
-    return folder

@@ -203,12 +203,10 @@ class TransformersScorer:
         out: list[tuple[float, ...]] = []
         for start in range(0, len(prompts), self.batch_size):
             batch = slice(start, start + self.batch_size)
-            heads = self.tokenizer(list(prompts[batch]))["input_ids"]
-            pairs = zip(prompts[batch], continuations[batch], strict=True)
-            fulls = self.tokenizer([p + c for p, c in pairs])["input_ids"]
-            for head, full in zip(heads, fulls, strict=True):
-                if full[: len(head)] != head:
-                    raise ValueError("the tokenizer merges tokens across the prompt/continuation boundary")
+            pairs = [_unmerged(self.tokenizer, p, c) for p, c in
+                     zip(prompts[batch], continuations[batch], strict=True)]
+            heads = [head for head, _ in pairs]
+            fulls = [full for _, full in pairs]
             width = max(len(f) for f in fulls)
             ids = torch.full((len(fulls), width), self.tokenizer.pad_token_id)
             mask = torch.zeros((len(fulls), width), dtype=torch.long)
@@ -221,6 +219,21 @@ class TransformersScorer:
                 positions = torch.arange(len(head), len(full))
                 out.append(tuple(logprobs[i, positions - 1, ids[i, positions]].tolist()))
         return out
+
+
+def _unmerged(tokenizer, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Token ids of ``prompt`` and of ``prompt + continuation``, the first a prefix of the second.
+
+    A BPE tokenizer may merge the prompt's trailing space into the continuation (SmolLM2: ``" <"`` is
+    one token): then the space is scored as part of the continuation, which is how the model would
+    write it. ``ValueError`` when the tokens merge across the boundary anyway."""
+    head, full = tokenizer(prompt)["input_ids"], tokenizer(prompt + continuation)["input_ids"]
+    if full[: len(head)] != head:
+        stripped = prompt.rstrip()
+        head = tokenizer(stripped)["input_ids"]
+        if stripped == prompt or full[: len(head)] != head:
+            raise ValueError("the tokenizer merges tokens across the prompt/continuation boundary")
+    return head, full
 
 
 HEADER = "Simulate an AI model's answer for the given question.\n\n"

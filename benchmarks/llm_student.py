@@ -1,0 +1,148 @@
+"""SmolLM2-135M-Instruct as the student: base skill profile, and what 2 rounds of teaching do to it.
+
+Runs ``recipes/arithmetic-smollm2.yaml`` with the uniform teacher and with DataEnvGym's skill-tree
+teacher (the same examples per round for both), for each seed, one run at a time in this process, and
+writes ``benchmarks/results/llm_student.json``:
+
+- the base model's per-skill test accuracy and format-error rate (replies with no readable answer,
+  counted apart from wrong answers);
+- per teacher and round: per-skill test accuracy (median over seeds, and each seed's), examples trained
+  on, wall time per phase (prepare: model conversion, held-out sets and the first engine; evaluate;
+  train; generate: plan, generate and verify), and the process's peak RSS;
+- the acceptance check of issue 20: weak skills (base accuracy < 0.5) gaining >= 10 points after the
+  last round, strong skills losing no more than 5.
+
+Run it (about 15 minutes per run on 2 cores; 6 runs by default):
+    python benchmarks/llm_student.py
+    python benchmarks/llm_student.py --seeds 0 --teachers uniform   # one run
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+from pathlib import Path
+
+import figures
+import yaml
+from common import REPO, RESULTS, header, parser, print_table, run_matrix, scratch, teach, write_result
+
+RECIPE = REPO / "recipes" / "arithmetic-smollm2.yaml"
+TEACHERS = {
+    "uniform": {"name": "uniform", "policy": "uniform", "engine": "procedural"},
+    "skill-tree": None,  # the recipe's own teacher
+}
+WEAK_BELOW, GAIN, DROP = 0.5, 0.10, 0.05
+
+
+def config(teacher: str, seed: int, runs_root: Path, args) -> dict:
+    """The recipe, with ``teacher`` and ``seed``, resized by the command-line options."""
+    cfg = yaml.safe_load(RECIPE.read_text())
+    base_teacher = cfg["teacher"]
+    if TEACHERS[teacher] is not None:
+        cfg["teacher"] = {**TEACHERS[teacher], "per_round": base_teacher["per_round"],
+                          "style": base_teacher["style"]}
+    cfg["teacher"]["per_round"] = args.per_round
+    cfg["environment"].update(rounds=args.rounds, test_per_skill=args.test_per_skill,
+                              val_per_skill=args.val_per_skill, budget=args.per_round * args.rounds)
+    cfg.update(seed=seed, runs_root=str(runs_root))
+    return cfg
+
+
+def per_skill(report: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """(accuracy, format-error rate) per skill of one evaluation report."""
+    acc = {s["skill_id"]: s["correct"] / s["n"] for s in report["per_skill"]}
+    errors = {s["skill_id"]: s["format_errors"] / s["n"] for s in report["per_skill"]}
+    return acc, errors
+
+
+def one_run(teacher: str, seed: int, root: Path, args) -> dict:
+    """One teaching run and what it measured."""
+    from tutorkd.config import RunConfig
+
+    cfg = RunConfig.model_validate(config(teacher, seed, root / f"{teacher}-s{seed}", args))
+    run_dir, wall = teach(cfg, f"{teacher} s{seed}")
+    rounds = []
+    phases = {"evaluate": 0.0, "train": 0.0, "generate": 0.0}
+    for r in range(args.rounds + 1):
+        folder = run_dir / "rounds" / f"r{r}"
+        evaluation = json.loads((folder / "eval.json").read_text())
+        acc, errors = per_skill(evaluation["test"])
+        times = json.loads((folder / "times.json").read_text())
+        phases["evaluate"] += times.get("evaluate", 0.0)
+        phases["train"] += times.get("train", 0.0)
+        phases["generate"] += sum(times.get(k, 0.0) for k in ("plan", "generate", "verify"))
+        verify = json.loads((folder / "verify.json").read_text()) if r else None
+        rounds.append({"round": r, "test_accuracy": acc, "format_errors": errors,
+                       "overall": evaluation["test"]["correct"] / evaluation["test"]["n"],
+                       "examples": verify["admitted"] if verify else 0})
+    phases["prepare"] = round(wall - sum(phases.values()), 1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux -> GiB
+    return {"teacher": teacher, "seed": seed, "wall_s": wall,
+            "phases_s": {k: round(v, 1) for k, v in phases.items()}, "rounds": rounds,
+            "peak_rss_gib": round(peak, 2),
+            "run_dir": str(run_dir)}
+
+
+def summarize(runs: list[dict], teachers: list[str], last: int) -> dict:
+    """Medians over seeds per teacher, and the acceptance check against the base profile."""
+    base_acc = runs[0]["rounds"][0]["test_accuracy"]
+    base_errors = runs[0]["rounds"][0]["format_errors"]
+    weak = sorted(s for s, a in base_acc.items() if a < WEAK_BELOW)
+    strong = sorted(s for s, a in base_acc.items() if a >= WEAK_BELOW)
+    out: dict = {"base": {"test_accuracy": base_acc, "format_error_rate": base_errors,
+                          "overall": runs[0]["rounds"][0]["overall"],
+                          "format_error_rate_overall": statistics.fmean(base_errors.values())},
+                 "weak_skills": weak, "strong_skills": strong, "teachers": {}}
+    for teacher in teachers:
+        mine = [r for r in runs if r["teacher"] == teacher]
+        if not mine:
+            continue
+        median = {s: statistics.median(r["rounds"][last]["test_accuracy"][s] for r in mine) for s in base_acc}
+        gains = {s: round(median[s] - base_acc[s], 4) for s in base_acc}
+        gained = [s for s in weak if gains[s] >= GAIN]
+        dropped = [s for s in strong if gains[s] < -DROP]
+        out["teachers"][teacher] = {
+            "seeds": [r["seed"] for r in mine],
+            f"test_accuracy_r{last}_median": median, "gain_median": gains,
+            "overall_median": statistics.median(r["rounds"][last]["overall"] for r in mine),
+            "format_error_rate_median": {
+                s: statistics.median(r["rounds"][last]["format_errors"][s] for r in mine) for s in base_acc},
+            "weak_skills_gaining_10_points": gained, "strong_skills_dropping_5_points": dropped,
+            "acceptance": len(gained) >= 2 and not dropped,
+            "examples_per_round": [r["examples"] for r in mine[0]["rounds"][1:]],
+            "wall_s_median": statistics.median(r["wall_s"] for r in mine),
+            "phases_s_median": {k: statistics.median(r["phases_s"][k] for r in mine)
+                                for k in mine[0]["phases_s"]},
+        }
+    return out
+
+
+def main() -> None:
+    p = parser(__doc__, seeds=[0, 1, 2], rounds=2, test_per_skill=300, val_per_skill=30, per_round=240,
+               out=RESULTS / "llm_student.json")
+    p.add_argument("--teachers", nargs="+", default=list(TEACHERS), choices=list(TEACHERS))
+    p.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
+    args = p.parse_args()
+    with scratch("llm-student-", args.keep) as root:
+        runs = run_matrix(args.seeds, args.teachers, lambda t, s: one_run(t, s, root, args))
+    result = header("llm_student") | {
+        "config": {"recipe": str(RECIPE.relative_to(REPO)), "seeds": args.seeds, "rounds": args.rounds,
+                   "test_per_skill": args.test_per_skill, "val_per_skill": args.val_per_skill,
+                   "per_round": args.per_round, "teachers": args.teachers},
+        "summary": summarize(runs, args.teachers, args.rounds),
+        "runs": runs,
+    }
+    summary = result["summary"]
+    write_result(result, args.out, lambda png: figures.llm_student(summary, png))
+    rows = {t: {"overall": v["overall_median"], "gained": ",".join(v["weak_skills_gaining_10_points"]),
+                "dropped": ",".join(v["strong_skills_dropping_5_points"]), "accept": v["acceptance"]}
+            for t, v in result["summary"]["teachers"].items()}
+    print_table(rows, f"SmolLM2 after {args.rounds} rounds (base overall "
+                      f"{result['summary']['base']['overall']:.3f})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
