@@ -20,6 +20,7 @@ from tutorkd.protocols import SamplingConfig
 from tutorkd.schema import StudentVersion
 from tutorkd.students.lora import train_lora
 
+
 @pytest.fixture(scope="module")
 def adapter(tiny_base: Path, tiny_cfg: TinyStudentConfig, domain: ArithmeticDomain,
             tmp_path_factory: pytest.TempPathFactory) -> StudentVersion:
