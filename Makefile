@@ -14,7 +14,7 @@ TORCH_VERSION ?= 2.13.0
 demo: $(VENV)/.installed
 	$(BIN)/tutorkd teach
 
-# The same loop on a real LLM: SmolLM2-135M-Instruct as the student (~20 minutes on 2 cores).
+# The same loop on a real LLM: SmolLM2-135M-Instruct as the student (~15 minutes on 2 cores).
 demo-llm: $(VENV)/.installed-llm
 	$(BIN)/tutorkd teach recipes/arithmetic-smollm2.yaml
 
