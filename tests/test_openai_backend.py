@@ -251,6 +251,6 @@ def test_requests_carry_the_schema_in_current_fields_and_count_usage(endpoint: s
                                                "json_schema": {"name": "answer", "schema": schema}}
             assert body["messages"][0]["role"] == "user"
         else:
-            assert body["structured_outputs"] == {"json": schema, "disable_any_whitespace": True}
+            assert body["structured_outputs"] == {"json": schema}
     assert (backend.usage.calls, backend.usage.tokens_in, backend.usage.tokens_out) == (2, 14, 6)
     assert [(c.prompt_tokens, c.completion_tokens) for c in out] == [(7, 3), (7, 3)]

@@ -194,8 +194,7 @@ def _structured_body(params: SamplingConfig) -> dict[str, object] | None:
     """vLLM's request fields for the completions endpoint: structured outputs and ``top_k`` off."""
     body: dict[str, object] = {"top_k": 0}
     if params.json_schema is not None:
-        # Why: as in ``VLLMBackend``, free whitespace lets a small model run out of tokens mid-JSON.
-        body["structured_outputs"] = {"json": json.loads(params.json_schema), "disable_any_whitespace": True}
+        body["structured_outputs"] = {"json": json.loads(params.json_schema)}
     elif params.regex is not None:
         body["structured_outputs"] = {"regex": params.regex}
     return body

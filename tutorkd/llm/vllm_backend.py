@@ -103,11 +103,7 @@ class VLLMBackend:
             return []
         structured = None
         if params.json_schema is not None or params.regex is not None:
-            # Why no free whitespace: a small model under a JSON grammar can spend its whole token budget
-            # on spaces and newlines between tokens (SmolLM2-135M as TPD's principle generator: 20 of
-            # 20 replies cut off at 256 tokens before the JSON closed); compact JSON cannot.
-            structured = StructuredOutputsParams(json=params.json_schema, regex=params.regex,
-                                                 disable_any_whitespace=params.json_schema is not None)
+            structured = StructuredOutputsParams(json=params.json_schema, regex=params.regex)
         sampling = [
             SamplingParams(
                 max_tokens=params.max_tokens,
