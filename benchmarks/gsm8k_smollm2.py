@@ -2,7 +2,7 @@
 
 Reads the real GSM8K splits from local JSONL files (default ``../shared/data/gsm8k/{train,test}.jsonl``,
 MIT licence; at a site with a hub, leave them out and ``openai/gsm8k`` is read with ``datasets``),
-evaluates the base model on about 200 test problems (34 per skill over GSM8K's 6 skills), runs one
+evaluates the base model on about 200 test problems (at most 40 per skill over GSM8K's 6 skills), runs one
 teaching round of the uniform teacher (train-split problems with their worked solutions, chat format,
 LoRA with TRL, merged weights served by vLLM) and evaluates again; answers are compared with
 math-verify. Writes ``benchmarks/results/gsm8k_smollm2.json``: accuracy and format-error rate before
@@ -25,7 +25,7 @@ SHARED = REPO.parent / "shared" / "data" / "gsm8k"
 
 
 def main() -> None:
-    p = parser(__doc__, seeds=[0], rounds=1, test_per_skill=34, val_per_skill=10, per_round=96,
+    p = parser(__doc__, seeds=[0], rounds=1, test_per_skill=40, val_per_skill=10, per_round=96,
                out=RESULTS / "gsm8k_smollm2.json")
     p.add_argument("--data", type=Path, default=SHARED, help="folder with GSM8K's train.jsonl and test.jsonl")
     p.add_argument("--keep", type=Path, default=None, help="keep the run directory here")
