@@ -38,7 +38,6 @@ from tutorkd.agents.baselines.policies import Style, even_split, round_total, st
 from tutorkd.agents.baselines.procedural import ProceduralEngine, _AnyOf, derive_seed
 from tutorkd.agents.dataenvgym.policies import split_by_weight
 from tutorkd.agents.stat.profile import SkillLabeler, SkillProfile, build_profile
-from tutorkd.environments.chat import ChatDomain
 from tutorkd.llm.structured import StructuredLLM
 from tutorkd.protocols import Domain, GenerationContext, SamplingConfig
 from tutorkd.schema import Example, Feedback, Plan, PlanItem, Problem, Record
@@ -222,9 +221,9 @@ class LLMSolver:
         params = SamplingConfig(max_tokens=self.llm.params.max_tokens, temperature=self.temperature,
                                 seed=seed)
         prompts = [self.domain.prompt(p) for p in problems for _ in range(n)]
-        # Why rendered for a chat domain: its prompts are chats already; the LLM's own chat template
-        # would nest them in a second chat.
-        completions = self.llm.generate(prompts, params, rendered=isinstance(self.domain, ChatDomain))
+        # Why rendered: the solver answers as the student does, in the domain's own prompt format (a chat
+        # domain's prompts are chats already; the LLM's chat template would nest them in a second chat).
+        completions = self.llm.generate(prompts, params, rendered=True)
         texts = [c.text.strip() for c in completions]
         return [[Solution(text=t, answer=self.domain.check(p, t)[0]) for t in texts[i * n:(i + 1) * n]]
                 for i, p in enumerate(problems)]
