@@ -252,7 +252,7 @@ def tom_part(backend, model_dir, chat, domain, per_skill: int, seed: int) -> dic
 def run_backend(kind: str, args, attempts, domain) -> dict:
     """Every part with the teacher on ``kind``; the real evaluation when ``attempts`` is empty."""
     from tutorkd.config import TeacherLLMConfig
-    from tutorkd.environments.chat import ChatDomain, ChatTemplate
+    from tutorkd.environments.chat import ChatDomain, chat_template
     from tutorkd.llm.structured import StructuredLLM
     from tutorkd.students.models import prepare_model
 
@@ -262,7 +262,7 @@ def run_backend(kind: str, args, attempts, domain) -> dict:
     backend = llm.start()
     out: dict = {"engine_start_s": round(time.perf_counter() - t0, 1),
                  "chat_template": llm.template is not None}
-    chat = ChatDomain(domain, ChatTemplate(model_dir), EXAMPLES)
+    chat = ChatDomain(domain, chat_template(model_dir), EXAMPLES)
     try:
         if not attempts:
             rng = random.Random(args.seed)

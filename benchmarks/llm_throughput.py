@@ -119,14 +119,14 @@ def torch_greedy(model_dir: Path, max_tokens: int, batch_size: int, use_generate
 def smollm2_prompts(n: int) -> tuple[Path, list[str]]:
     """SmolLM2's folder and ``n`` of the recipe's evaluation prompts, over all skills."""
     from tutorkd.environments.arithmetic import ArithmeticDomain
-    from tutorkd.environments.chat import ChatDomain, ChatTemplate
+    from tutorkd.environments.chat import ChatDomain, chat_template
     from tutorkd.environments.heldout import HeldOut
     from tutorkd.students.models import prepare_model
 
     model = prepare_model("smollm2-135m-instruct")
     domain = ArithmeticDomain()
     heldout = HeldOut.build(domain, 300, 30, 1234)
-    chat = ChatDomain(domain, ChatTemplate(model), 3, heldout.reserved)
+    chat = ChatDomain(domain, chat_template(model), 3, heldout.reserved)
     problems = heldout.test_problems()
     random.Random(0).shuffle(problems)
     return model, [chat.prompt(p) for p in problems[:n]]

@@ -1,11 +1,24 @@
-"""Synthetic validation feedback on the real arithmetic domain, shaped as ``TeachingEnv.feedback`` does."""
+"""Synthetic validation feedback on the real arithmetic domain, shaped as ``TeachingEnv.feedback`` does,
+and training examples as a procedural teacher writes them."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from tutorkd.environments.arithmetic import ArithmeticDomain
-from tutorkd.schema import Attempt, Feedback, StructureLevel
+from tutorkd.protocols import Domain
+from tutorkd.schema import Attempt, Example, Feedback, GeneratorParams, Problem, Provenance, StructureLevel
+
+
+def training_examples(domain: Domain, problems: Sequence[Problem], style: str) -> list[Example]:
+    """Round-1 examples of ``problems`` in ``domain``'s format and ``style``, with a procedural
+    teacher's provenance (ids ``t/0``, ``t/1``, ...)."""
+    generator = GeneratorParams(engine="procedural", seed=0, style=style)
+    return [Example(id=f"t/{i}", problem=p, prompt=domain.prompt(p), completion=domain.completion(p, style),
+                    provenance=Provenance(run_id="t", round=1, teacher="t", skill_id=p.skill_ids[0],
+                                          generator=generator))
+            for i, p in enumerate(problems)]
 
 
 def attempts(

@@ -10,11 +10,11 @@ import random
 from collections.abc import Sequence
 
 import pytest
+from feedbacks import training_examples
 
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.environments.chat import ChatDomain, parse_chat_answer, phrase_arithmetic
 from tutorkd.environments.heldout import HeldOut
-from tutorkd.schema import Example, GeneratorParams, Provenance
 from tutorkd.verify import verify
 
 
@@ -85,12 +85,7 @@ def test_answers_are_verified_by_the_wrapped_domain(chat: ChatDomain) -> None:
 def test_procedural_examples_in_the_chat_format_pass_verification(chat: ChatDomain, heldout: HeldOut) -> None:
     rng = random.Random(1)
     problems = [p for leaf in chat.tree.leaves() for p in chat.sample(leaf, 3, rng, heldout.reserved)]
-    generator = GeneratorParams(engine="procedural", seed=0, style="rationale")
-    examples = [Example(id=f"t/{i}", problem=p, prompt=chat.prompt(p),
-                        completion=chat.completion(p, "rationale"),
-                        provenance=Provenance(run_id="t", round=1, teacher="t", skill_id=p.skill_ids[0],
-                                              generator=generator))
-                for i, p in enumerate(problems)]
+    examples = training_examples(chat, problems, "rationale")
     assert examples[0].completion.endswith(f"\nAnswer: {problems[0].answer}")
     result = verify(examples, chat, heldout.questions)
     assert len(result.kept) == len(examples), result.counts

@@ -19,8 +19,9 @@ from tiny_llm import build_tiny_llm
 from tutorkd.agents.stat.profile import LLMSkillLabeler, build_profile
 from tutorkd.config import TeacherLLMConfig
 from tutorkd.environments.arithmetic import ArithmeticDomain
+from tutorkd.environments.chat import chat_template
 from tutorkd.llm import factory
-from tutorkd.llm.structured import StructuredLLM, chat_template
+from tutorkd.llm.structured import StructuredLLM
 from tutorkd.protocols import Completion, SamplingConfig
 from tutorkd.schema import Attempt, Feedback, StructureLevel
 from tutorkd.students.models import prepare_model

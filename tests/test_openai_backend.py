@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from feedbacks import training_examples
 from pydantic import BaseModel
 
 from tutorkd.config import (
@@ -175,14 +176,7 @@ def test_a_hf_student_trains_while_the_server_sleeps(backend, domain, tiny_base:
     problems = [p for leaf in domain.tree.leaves() for p in domain.sample(leaf, 4, random.Random(leaf))]
     base = student.answer(problems)
     assert all(a.confidence is None for a in base)
-    from tutorkd.schema import Example, GeneratorParams, Provenance
-
-    generator = GeneratorParams(engine="procedural", seed=0, style="direct")
-    examples = [Example(id=f"t/{i}", problem=p, prompt=domain.prompt(p),
-                        completion=domain.completion(p, "direct"),
-                        provenance=Provenance(run_id="t", round=1, teacher="t", skill_id=p.skill_ids[0],
-                                              generator=generator))
-                for i, p in enumerate(problems)]
+    examples = training_examples(domain, problems, "direct")
     trained = student.train(examples, round=1, init=None)
     version = trained.version
     assert phases.calls == ["sleep", "wake_up"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from offline import config_error_offline
 from pydantic import ValidationError
 
 from tutorkd.config import ConfigError, load_config
@@ -181,17 +182,15 @@ def test_missing_data_fails_with_the_fix(tmp_path: Path) -> None:
         load_table(qa("./nope.jsonl"))
     with pytest.raises(ConfigError, match=r"split: .* has no split 'validation'; its splits are \['train'\]"):
         load_table(qa(WORDS, split="validation"))
-    # Why a subprocess: the hub's offline switch is read when huggingface_hub is first imported.
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    code = ("from tutorkd.config import ConfigError\nfrom tutorkd.config.environment import QAEnvConfig\n"
-            "from tutorkd.environments.tables import load_table\n"
-            "try:\n    load_table(QAEnvConfig(kind='dataset', path='someone/word-problems', question='q',"
-            " answer='a'))\nexcept ConfigError as exc:\n    print('CONFIG ERROR:', exc)\n")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = config_error_offline(
+        "from tutorkd.config.environment import QAEnvConfig\n"
+        "from tutorkd.environments.tables import load_table",
+        "load_table(QAEnvConfig(kind='dataset', path='someone/word-problems', question='q', answer='a'))",
+        tmp_path / "hf")
     expected = "CONFIG ERROR: environment: the dataset someone/word-problems (default) is not available"
-    assert expected in out.stdout
-    assert "datasets.load_dataset('someone/word-problems')" in out.stdout
-    assert "set path to a local copy" in out.stdout
+    assert expected in out
+    assert "datasets.load_dataset('someone/word-problems')" in out
+    assert "set path to a local copy" in out
 
 
 def test_pool_examples_pass_the_verifier_and_held_out_ones_do_not(tmp_path: Path) -> None:

@@ -4,13 +4,13 @@ in the datasets' own row formats (tests/data/*_sample.jsonl, written for these t
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from offline import config_error_offline
 
 from tutorkd.config import ENV_SPEC, ConfigError, DatasetEnvConfig, RunConfig, load_config
 from tutorkd.environments.datasets import build_dataset_domain, parse_answer
@@ -226,16 +226,13 @@ def test_missing_local_files_fail_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_a_dataset_that_is_not_cached_fails_with_the_fix(tmp_path: Path) -> None:
-    # Why a subprocess: the hub's offline switch is read when huggingface_hub is first imported.
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    code = ("from tutorkd.config import DatasetEnvConfig, ConfigError\n"
-            "from tutorkd.environments.datasets import build_dataset_domain\n"
-            "try:\n    build_dataset_domain(DatasetEnvConfig(kind='gsm8k'))\n"
-            "except ConfigError as exc:\n    print('CONFIG ERROR:', exc)\n")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = config_error_offline(
+        "from tutorkd.config import DatasetEnvConfig\n"
+        "from tutorkd.environments.datasets import build_dataset_domain",
+        "build_dataset_domain(DatasetEnvConfig(kind='gsm8k'))", tmp_path / "hf")
     expected = "CONFIG ERROR: environment: the gsm8k dataset openai/gsm8k (main, train) is not available"
-    assert expected in out.stdout
-    assert "datasets.load_dataset('openai/gsm8k', 'main')" in out.stdout
+    assert expected in out
+    assert "datasets.load_dataset('openai/gsm8k', 'main')" in out
 
 
 def test_the_shipped_real_model_specs_validate() -> None:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from feedbacks import training_examples
 
 from tutorkd.assembly import build_student_setup
 from tutorkd.config import ConfigError, RunConfig
 from tutorkd.environments.chat import ChatDomain
 from tutorkd.llm.merged import SOURCE_FILE, MergedBackend
-from tutorkd.schema import Example, GeneratorParams, Provenance
 from tutorkd.students.models import MODELS, gguf_path, prepare_model
 
 RECIPE = Path(__file__).parent.parent / "recipes" / "arithmetic-smollm2.yaml"
@@ -73,12 +73,7 @@ def test_smollm2_answers_trains_and_serves_its_new_version_as_merged_weights(
 
         rng = random.Random(0)
         taught = setup.domain.sample("cmp.lead", 16, rng, setup.exclude)
-        generator = GeneratorParams(engine="procedural", seed=0, style="rationale")
-        examples = [Example(id=f"t/{i}", problem=p, prompt=setup.domain.prompt(p),
-                            completion=setup.domain.completion(p, "rationale"),
-                            provenance=Provenance(run_id="t", round=1, teacher="t", skill_id="cmp.lead",
-                                                  generator=generator))
-                    for i, p in enumerate(taught)]
+        examples = training_examples(setup.domain, taught, "rationale")
         trained = student.train(examples, round=1, init=None)
         assert trained.stats is not None and trained.stats.steps == 2
         after = student.answer(problems)

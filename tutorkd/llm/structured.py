@@ -76,6 +76,8 @@ class StructuredLLM:
             return teacher_backend(cfg, model_dir())
 
         def chat() -> ChatRenderer | None:
+            from tutorkd.environments.chat import chat_template
+
             folder = model_dir()
             return None if folder is None else chat_template(folder, cfg.prompt_format)
 
@@ -134,17 +136,3 @@ class StructuredLLM:
             self._backend.close()
             self._backend = None
 
-
-def chat_template(model_dir: str | Path,
-                  prompt_format: Literal["auto", "chat", "plain"]) -> ChatRenderer | None:
-    """The chat template of the model in ``model_dir`` that ``prompt_format`` asks for: ``plain`` none,
-    ``chat`` its template (``ValueError`` without one), ``auto`` its template when it has one."""
-    if prompt_format == "plain":
-        return None
-    from transformers import AutoTokenizer
-
-    from tutorkd.environments.chat import ChatTemplate
-
-    if prompt_format == "auto" and not AutoTokenizer.from_pretrained(model_dir).chat_template:
-        return None
-    return ChatTemplate(model_dir)

@@ -80,10 +80,15 @@ def prepare_model(name: str, cache_dir: str | Path | None = None) -> Path:
     folder, or a hub id (downloaded once, cached). ``ConfigError`` with the fix when none works."""
     if name in MODELS:
         return _packaged(name, MODELS[name], cache_dir)
-    folder = Path(name).expanduser()
-    if folder.exists() or name.startswith((".", "/", "~")):
+    if names_folder(name):
         return check_model_folder(name)
     return _from_hub(name, cache_dir)
+
+
+def names_folder(name: str) -> bool:
+    """Whether ``name`` means a local folder rather than a hub id: it exists, or it is written as a
+    path (``./``, ``/``, ``~``), so a missing folder is reported as such instead of asked of the hub."""
+    return Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
 
 
 def check_model(name: str, field: str = "student.model") -> None:
@@ -91,7 +96,7 @@ def check_model(name: str, field: str = "student.model") -> None:
     a short name whose package is missing, a missing local folder. A hub id is only tried when used."""
     if name in MODELS:
         gguf_path(name)
-    elif Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
+    elif names_folder(name):
         check_model_folder(name, field)
 
 
