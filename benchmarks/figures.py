@@ -154,14 +154,14 @@ def llm_student(summary: dict, out: Path) -> None:
     """``llm_student.py``: per skill, SmolLM2's base test accuracy and each teacher's after the last
     round (median over seeds); the base's format-error rate as a hatched bar on top of its accuracy."""
     plt = common.pyplot()
-    skills = list(summary["base"]["test_accuracy"])
+    skills = list(summary["base"]["test_accuracy_median"])
     teachers = list(summary["teachers"])
     width = 0.8 / (1 + len(teachers))
     xs = np.arange(len(skills))
     fig, ax = plt.subplots(figsize=(12, 4.2), dpi=110)
-    base = [summary["base"]["test_accuracy"][s] for s in skills]
+    base = [summary["base"]["test_accuracy_median"][s] for s in skills]
     ax.bar(xs, base, width, label="base", color="0.6")
-    errors = [summary["base"]["format_error_rate"][s] for s in skills]
+    errors = [summary["base"]["format_error_rate_median"][s] for s in skills]
     ax.bar(xs, errors, width, bottom=base, color="none", edgecolor="0.3", hatch="//",
            label="base format errors")
     for i, t in enumerate(teachers):
@@ -173,6 +173,31 @@ def llm_student(summary: dict, out: Path) -> None:
     ax.set_title("SmolLM2-135M-Instruct as the student: per-skill test accuracy before and after teaching")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def intervention_llm(result: dict, out: Path) -> None:
+    """``intervention_llm.py``: per student (base, trained), accuracy against the share of items
+    explained (median over seeds) for each strategy with the procedural rationale, and expected utility
+    with the LLM teacher's explanations."""
+    plt = common.pyplot()
+    students = list(result["summary"])
+    budgets = result["setup"]["budgets"]
+    fig, axes = plt.subplots(1, len(students), figsize=(6.5 * len(students), 4.2), dpi=110, squeeze=False)
+    for ax, name in zip(axes[0], students, strict=True):
+        s = result["summary"][name]
+        for strategy in ("random", "expected_correctness", "expected_utility", "true_utility", "misaligned"):
+            ax.plot(budgets, s["median_curves"][strategy], marker="o", ms=3, label=strategy)
+        llm_curves = [x[name]["llm_teacher"]["curves"]["expected_utility"] for x in result["seeds"]]
+        llm = [statistics.median(c[j] for c in llm_curves) for j in range(len(budgets))]
+        ax.plot(budgets, llm, ls="--", marker="x", ms=4, label="expected_utility, LLM teacher's explanations")
+        ax.set_title(f"SmolLM2 {name}: alone {s['accuracy_alone']:.3f}")
+        ax.set_xlabel("share of test items explained (budget)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("student accuracy (median over seeds)")
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

@@ -15,6 +15,7 @@ writes ``benchmarks/results/llm_student.json``:
 Run it (about 15 minutes per run on 2 cores; 6 runs by default):
     python benchmarks/llm_student.py
     python benchmarks/llm_student.py --seeds 0 --teachers uniform   # one run
+    python benchmarks/llm_student.py --seeds 1 2 --add-to benchmarks/results/llm_student.json
 """
 
 from __future__ import annotations
@@ -27,7 +28,18 @@ from pathlib import Path
 
 import figures
 import yaml
-from common import REPO, RESULTS, header, parser, print_table, run_matrix, scratch, teach, write_result
+from common import (
+    REPO,
+    RESULTS,
+    header,
+    kept_runs,
+    parser,
+    print_table,
+    run_matrix,
+    scratch,
+    teach,
+    write_result,
+)
 
 RECIPE = REPO / "recipes" / "arithmetic-smollm2.yaml"
 TEACHERS = {
@@ -87,35 +99,46 @@ def one_run(teacher: str, seed: int, root: Path, args) -> dict:
 
 
 def summarize(runs: list[dict], teachers: list[str], last: int) -> dict:
-    """Medians over seeds per teacher, and the acceptance check against the base profile."""
-    base_acc = runs[0]["rounds"][0]["test_accuracy"]
-    base_errors = runs[0]["rounds"][0]["format_errors"]
+    """Medians over seeds per teacher, and the acceptance check against the base profile.
+
+    Each seed draws its own held-out set, so a gain is measured against the same seed's base model
+    and then the median over seeds is taken; weak and strong skills follow the median base profile.
+    """
+    bases = {r["seed"]: r["rounds"][0] for r in runs}
+    skills = list(runs[0]["rounds"][0]["test_accuracy"])
+    base_acc = {s: statistics.median(b["test_accuracy"][s] for b in bases.values()) for s in skills}
+    base_errors = {s: statistics.median(b["format_errors"][s] for b in bases.values()) for s in skills}
     weak = sorted(s for s, a in base_acc.items() if a < WEAK_BELOW)
     strong = sorted(s for s, a in base_acc.items() if a >= WEAK_BELOW)
-    out: dict = {"base": {"test_accuracy": base_acc, "format_error_rate": base_errors,
-                          "overall": runs[0]["rounds"][0]["overall"],
-                          "format_error_rate_overall": statistics.fmean(base_errors.values())},
+    out: dict = {"base": {"test_accuracy_median": base_acc, "format_error_rate_median": base_errors,
+                          "overall_median": statistics.median(b["overall"] for b in bases.values()),
+                          "format_error_rate_overall": statistics.fmean(base_errors.values()),
+                          "seeds": sorted(bases)},
                  "weak_skills": weak, "strong_skills": strong, "teachers": {}}
     for teacher in teachers:
         mine = [r for r in runs if r["teacher"] == teacher]
         if not mine:
             continue
-        median = {s: statistics.median(r["rounds"][last]["test_accuracy"][s] for r in mine) for s in base_acc}
-        gains = {s: round(median[s] - base_acc[s], 4) for s in base_acc}
+        median = {s: statistics.median(r["rounds"][last]["test_accuracy"][s] for r in mine) for s in skills}
+        gains = {s: round(statistics.median(r["rounds"][last]["test_accuracy"][s]
+                                            - bases[r["seed"]]["test_accuracy"][s] for r in mine), 4)
+                 for s in skills}
         gained = [s for s in weak if gains[s] >= GAIN]
         dropped = [s for s in strong if gains[s] < -DROP]
         out["teachers"][teacher] = {
             "seeds": [r["seed"] for r in mine],
             f"test_accuracy_r{last}_median": median, "gain_median": gains,
             "overall_median": statistics.median(r["rounds"][last]["overall"] for r in mine),
+            "overall_per_seed": {r["seed"]: round(r["rounds"][last]["overall"], 4) for r in mine},
             "format_error_rate_median": {
-                s: statistics.median(r["rounds"][last]["format_errors"][s] for r in mine) for s in base_acc},
+                s: statistics.median(r["rounds"][last]["format_errors"][s] for r in mine) for s in skills},
             "weak_skills_gaining_10_points": gained, "strong_skills_dropping_5_points": dropped,
             "acceptance": len(gained) >= 2 and not dropped,
             "examples_per_round": [r["examples"] for r in mine[0]["rounds"][1:]],
             "wall_s_median": statistics.median(r["wall_s"] for r in mine),
             "phases_s_median": {k: statistics.median(r["phases_s"][k] for r in mine)
                                 for k in mine[0]["phases_s"]},
+            "peak_rss_gib_max": max(r["peak_rss_gib"] for r in mine),
         }
     return out
 
@@ -125,13 +148,19 @@ def main() -> None:
                out=RESULTS / "llm_student.json")
     p.add_argument("--teachers", nargs="+", default=list(TEACHERS), choices=list(TEACHERS))
     p.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
+    p.add_argument("--add-to", type=Path, default=None,
+                   help="an earlier result file with the same options: keep its runs of other seeds")
     args = p.parse_args()
+    config = {"recipe": str(RECIPE.relative_to(REPO)), "rounds": args.rounds,
+              "test_per_skill": args.test_per_skill, "val_per_skill": args.val_per_skill,
+              "per_round": args.per_round, "teachers": args.teachers}
+    earlier = kept_runs(args.add_to, config, args.seeds, arm="seed") if args.add_to else []
     with scratch("llm-student-", args.keep) as root:
         runs = run_matrix(args.seeds, args.teachers, lambda t, s: one_run(t, s, root, args))
+    runs = sorted(earlier + runs, key=lambda r: (r["seed"], args.teachers.index(r["teacher"])))
+    seeds = sorted({r["seed"] for r in runs})
     result = header("llm_student") | {
-        "config": {"recipe": str(RECIPE.relative_to(REPO)), "seeds": args.seeds, "rounds": args.rounds,
-                   "test_per_skill": args.test_per_skill, "val_per_skill": args.val_per_skill,
-                   "per_round": args.per_round, "teachers": args.teachers},
+        "config": config | {"seeds": seeds},
         "summary": summarize(runs, args.teachers, args.rounds),
         "runs": runs,
     }
@@ -141,7 +170,7 @@ def main() -> None:
                 "dropped": ",".join(v["strong_skills_dropping_5_points"]), "accept": v["acceptance"]}
             for t, v in result["summary"]["teachers"].items()}
     print_table(rows, f"SmolLM2 after {args.rounds} rounds (base overall "
-                      f"{result['summary']['base']['overall']:.3f})")
+                      f"{result['summary']['base']['overall_median']:.3f})")
 
 
 if __name__ == "__main__":
