@@ -13,13 +13,23 @@ up to 10x: the JSON records the load average at the start of each measurement):
 
 Writes ``benchmarks/results/llm_throughput.json``: tokens/s and prompts/s per setting.
 
-    python benchmarks/llm_throughput.py
+``--threads`` measures instead how the engine's thread placement matters, and adds it to the result
+file as ``thread_settings``: the SmolLM2 merged bfloat16 engine (as the recipe serves a trained
+version) on the same prompts, in a fresh process per setting (the variables are read when the engine
+starts), with tutorkd's defaults (no thread variables: vLLM binds one OpenMP thread per core) and the
+alternatives, on the idle machine and beside a busy process on one core (what another job does).
+
+    python benchmarks/llm_throughput.py --adapter RUN/adapters/r1
+    python benchmarks/llm_throughput.py --adapter RUN/adapters/r1 --threads
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -147,12 +157,70 @@ def tiny_prompts(n: int) -> tuple[Path, list[str]]:
     return base, [setup.domain.prompt(p) for p in problems[:n]]
 
 
+THREAD_SETTINGS = {
+    "tutorkd default (no thread variables; vLLM binds a thread per core)": {},
+    "2 threads, unbound (VLLM_CPU_OMP_THREADS_BIND=nobind)": {"VLLM_CPU_OMP_THREADS_BIND": "nobind"},
+    "1 thread bound to core 0 (VLLM_CPU_OMP_THREADS_BIND=0)": {"VLLM_CPU_OMP_THREADS_BIND": "0"},
+    "1 thread, unbound (OMP_NUM_THREADS=1, VLLM_CPU_OMP_THREADS_BIND=nobind)":
+        {"OMP_NUM_THREADS": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"},
+}
+"""Engine thread placements compared by ``--threads`` (environment variables set for the engine)."""
+BUSY = "import time\nend = time.time() + 3600\nwhile time.time() < end: pass"
+"""A process keeping one core busy: the load another job puts on the machine."""
+
+
+def thread_worker(merged: Path, n: int) -> None:
+    """One measurement of the merged engine in this process's thread settings, as a JSON line."""
+    rows: list[dict] = []
+    _, prompts = smollm2_prompts(n)
+    engine, generate, start_s = vllm_generate(merged, "bfloat16", 48, 512)
+    measure("merged", generate, prompts, rows, engine_start_s=start_s)
+    engine.close()
+    print("ROW " + json.dumps(rows[0]), flush=True)
+
+
+def thread_settings(args) -> None:
+    """Every ``THREAD_SETTINGS`` entry, idle and beside a busy core, each in a fresh process; added to
+    the result file ``args.out``."""
+    from tutorkd.llm.merged import merge_adapter
+    from tutorkd.students.models import prepare_model
+
+    merged = Path(os.environ.get("TMPDIR", "/tmp")) / f"llm-throughput-merged-{os.getpid()}"
+    merge_adapter(prepare_model("smollm2-135m-instruct"), args.adapter, merged, "bfloat16")
+    rows = []
+    for load in ("idle", "one core busy"):
+        for name, env in THREAD_SETTINGS.items():
+            busy = subprocess.Popen([sys.executable, "-c", BUSY]) if load != "idle" else None
+            try:
+                done = subprocess.run([sys.executable, __file__, "--thread-worker", str(merged),
+                                       "--prompts", str(args.prompts), "--adapter", str(args.adapter)],
+                                      env=os.environ | env, capture_output=True, text=True, check=True)
+            finally:
+                if busy is not None:
+                    busy.kill()
+            row = json.loads(next(x for x in done.stdout.splitlines() if x.startswith("ROW "))[4:])
+            rows.append(row | {"setting": name, "load": load, "env": env})
+            print(f"{load}, {name}: {row['tokens_per_s']} tokens/s", flush=True)
+    result = json.loads(args.out.read_text())
+    result["thread_settings"] = {"date": header("llm_throughput")["date"], "prompts": args.prompts,
+                                 "engine": "SmolLM2 merged round-1 weights, vLLM-cpu bfloat16", "rows": rows}
+    write_result(result, args.out)
+
+
 def main() -> None:
     p = parser(__doc__, out=RESULTS / "llm_throughput.json")
     p.add_argument("--prompts", type=int, default=256)
     p.add_argument("--adapter", type=Path, required=True,
                    help="a SmolLM2 LoRA adapter folder (e.g. a recipe run's adapters/r1)")
+    p.add_argument("--threads", action="store_true", help="compare engine thread settings (see above)")
+    p.add_argument("--thread-worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.thread_worker is not None:
+        thread_worker(args.thread_worker, args.prompts)
+        return
+    if args.threads:
+        thread_settings(args)
+        return
     from tutorkd.llm.merged import merge_adapter
     from tutorkd.schema import StudentVersion
 
