@@ -74,19 +74,25 @@ SETUP_NOTES = {
 """How each measurement was made, recorded in the result's ``setup``."""
 
 
-def gold_probability(scorer, domain, problems, explanations, attempts) -> np.ndarray:
-    """The real student's P(gold answer) after its own reasoning up to ``A:`` (0 for a format error)."""
-    index = [i for i, a in enumerate(attempts) if "A:" in a.output]
-    prompts = [domain.prompt(problems[i], explanations[i]) + attempts[i].output.split("A:")[0] + "A:"
+def gold_probability(scorer, domain, problems, explanations, attempts, mark: str = "A:",
+                     space: str = "") -> np.ndarray:
+    """The real student's P(gold answer) after its own reasoning up to ``mark`` (the first; 0 for a
+    format error); ``space`` is what the domain writes between ``mark`` and the answer."""
+    index = [i for i, a in enumerate(attempts) if mark in a.output]
+    prompts = [domain.prompt(problems[i], explanations[i]) + attempts[i].output.split(mark)[0] + mark
                for i in index]
-    scores = scorer.score(prompts, [problems[i].answer + scorer.tokenizer.eos_token for i in index])
+    scores = scorer.score(prompts, [space + problems[i].answer + scorer.tokenizer.eos_token for i in index])
     out = np.zeros(len(problems))
     out[index] = [np.exp(sum(s)) for s in scores]
     return out
 
 
-def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> dict:
-    """Every strategy's and explanation condition's budget curve, and the model's calibration."""
+def single_turn(student, scorer, domain, policy, test, practice, seed: int, *, mark: str = "A:",
+                space: str = "", keep: dict | None = None) -> dict:
+    """Every strategy's and explanation condition's budget curve, and the model's calibration.
+
+    ``mark``/``space``: the domain's answer marker (see ``gold_probability``); ``keep`` (if given)
+    receives the fitted model, the practice and test answers and the explanations, for further analysis."""
     alone, styled = policy.quiz(practice)
     model = LogisticStudentModel(policy.skills).fit(alone + [a for v in styled.values() for a in v])
     rng = random.Random(seed)
@@ -105,9 +111,13 @@ def single_turn(student, scorer, domain, policy, test, practice, seed: int) -> d
     post_pred = {n: model.p_correct(test, explanations[n]) for n in names}
     signals = ItemSignals(
         pre_pred=tuple(pre_pred), post_pred=tuple(post_pred["full"]), teacher_confidence=(1.0,) * len(test),
-        true_pre=tuple(gold_probability(scorer, domain, test, [None] * len(test), pre)),
-        true_post=tuple(gold_probability(scorer, domain, test, explanations["full"], got["full"])),
+        true_pre=tuple(gold_probability(scorer, domain, test, [None] * len(test), pre, mark, space)),
+        true_post=tuple(gold_probability(scorer, domain, test, explanations["full"], got["full"], mark,
+                                         space)),
         pre_correct=tuple(pre_ok), post_correct=tuple(ok["full"]))
+    if keep is not None:
+        keep.update(model=model, practice_alone=alone, practice_styled=styled, pre=pre, got=got,
+                    explanations=explanations, signals=signals)
 
     def curve(scores: np.ndarray, post: list[bool]) -> list[float]:
         return budget_curve(scores, pre_ok, post, BUDGETS, seed=seed)
