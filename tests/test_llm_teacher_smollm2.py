@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 from tiny_llm import build_tiny_llm
 
 from tutorkd.agents.stat.profile import LLMSkillLabeler, build_profile
@@ -81,7 +82,7 @@ def test_a_short_name_resolves_and_each_prompt_becomes_one_user_message(
     llm = StructuredLLM.from_config(TeacherLLMConfig(model=MODEL))
     assert built == {}  # Why: building a teacher starts nothing
     llm.ask(["Answer with JSON."], TeacherLLMConfig, {})
-    assert built["model_dir"] == smollm2 and built["lora"] is False
+    assert built["model_dir"] == smollm2 and built["lora"] is False and built["compact_json"] is True
     import torch
 
     assert built["dtype"] == ("auto" if torch.cuda.is_available() else "bfloat16")
@@ -89,6 +90,10 @@ def test_a_short_name_resolves_and_each_prompt_becomes_one_user_message(
     # Already the model's own text (a chat domain's prompt): sent as it is.
     llm.generate(["<|im_start|>user\nhi<|im_end|>\n"], llm.params, rendered=True)
     assert backend.prompts[-1] == "<|im_start|>user\nhi<|im_end|>\n"
+
+
+class Count(BaseModel):
+    n: int
 
 
 def wrong_attempts(n: int) -> list[Attempt]:
@@ -121,6 +126,13 @@ def test_smollm2_labels_missing_skills_through_vllm_counting_invalid_outputs(smo
         cut = build_profile(feedback, labeler)
         assert cut.invalid == 9 and cut.counts == {}
         assert labeler.invalid["invalid_json"] >= 9
+        # The teacher's engine writes JSON without free whitespace (which a small model fills until it
+        # runs out of tokens).
+        llm.params = llm.params.model_copy(update={"max_tokens": 32})
+        schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+                  "additionalProperties": False}
+        (reply,) = llm.ask(["How many legs does a cat have? Answer with JSON."], Count, schema)
+        assert reply.value is not None and not any(c.isspace() for c in reply.text), reply.text
     finally:
         llm.close()
 

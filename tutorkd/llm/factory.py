@@ -20,16 +20,19 @@ BackendKind = Literal["vllm", "transformers", "openai"]
 
 def build_backend(kind: BackendKind, model_dir: str | Path, *, max_lora_rank: int, max_model_len: int,
                   seed: int, openai: Callable[[], Backend], kv_cache_gib: int = 1,
-                  device: str = "cpu", dtype: str = "float32", lora: bool = True) -> Backend:
+                  device: str = "cpu", dtype: str = "float32", lora: bool = True,
+                  compact_json: bool = False) -> Backend:
     """A started backend of ``kind`` serving ``model_dir`` (``openai``: whatever ``openai()`` makes);
-    ``lora=False``: a vLLM engine that serves the plain weights only."""
+    ``lora=False``: a vLLM engine that serves the plain weights only; ``compact_json``: a vLLM engine
+    whose structured JSON has no free whitespace."""
     if kind == "openai":
         return openai()
     if kind == "vllm":
         from tutorkd.llm.vllm_backend import VLLMBackend
 
         return VLLMBackend(model_dir, max_lora_rank=max_lora_rank, max_model_len=max_model_len,
-                           kv_cache_gib=kv_cache_gib, seed=seed, dtype=dtype, enable_lora=lora)
+                           kv_cache_gib=kv_cache_gib, seed=seed, dtype=dtype, enable_lora=lora,
+                           compact_json=compact_json)
     if kind == "transformers":
         from tutorkd.llm.hf_backend import TransformersBackend
 
@@ -103,4 +106,4 @@ def teacher_backend(cfg: TeacherLLMConfig, model_dir: Path | None) -> Backend:
     # Why lora=False: a teacher never serves adapters, and an engine without LoRA support is leaner.
     return build_backend(cfg.backend, model_dir, max_lora_rank=8, max_model_len=cfg.max_model_len,
                          seed=cfg.seed, openai=openai, dtype=engine_dtype(cfg.dtype, device), lora=False,
-                         device=device)
+                         device=device, compact_json=True)

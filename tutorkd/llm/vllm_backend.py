@@ -63,6 +63,7 @@ class VLLMBackend:
         max_cpu_loras: int = 8,
         dtype: str = "float32",
         enable_lora: bool = True,
+        compact_json: bool = False,
     ) -> None:
         global _open_engines
         # Why setdefault: a user who tuned these for their machine keeps their values.
@@ -84,6 +85,11 @@ class VLLMBackend:
                 **({"enable_lora": True, "max_lora_rank": max_lora_rank, "max_loras": max_loras,
                     "max_cpu_loras": max_cpu_loras} if enable_lora else {}),
                 seed=seed,
+                # Why compact JSON for teachers: a small model fills the whitespace JSON allows until it
+                # runs out of tokens (SmolLM2 as TPD's principle generator: every reply cut off). vLLM
+                # 0.32 reads this only from the engine's config, and only for xgrammar or guidance.
+                **({"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True}}
+                   if compact_json else {}),
                 use_tqdm_on_load=False,  # Why: the progress display shows the start as one task instead
             )
             """The engine; public so tests and callers can check that it is never rebuilt."""
