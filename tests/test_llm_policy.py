@@ -18,7 +18,12 @@ from feedbacks import feedback
 from tiny_llm import build_tiny_llm
 
 from tutorkd.agents.baselines.procedural import ProceduralEngine
-from tutorkd.agents.dataenvgym.llm_policies import LLMSkillListPolicy, LLMSkillTreePolicy
+from tutorkd.agents.dataenvgym.llm_policies import (
+    LLMSkillListPolicy,
+    LLMSkillTreePolicy,
+    action_schema,
+    repeats_a_skill,
+)
 from tutorkd.agents.dataenvgym.policies import SkillListPolicy, SkillTreePolicy
 from tutorkd.agents.stat.profile import LLMSkillLabeler, build_profile
 from tutorkd.agents.teacher import Teacher, build_teacher
@@ -57,7 +62,7 @@ def scripted(*texts: str, structured: bool = True) -> tuple[StructuredLLM, Scrip
 
 
 def action(kind: str, **amounts: int) -> str:
-    allocation = [{"skill": s.replace("_", ".", 1), "amount": a} for s, a in amounts.items()]
+    allocation = {s.replace("_", ".", 1): a for s, a in amounts.items()}
     return json.dumps({"action": kind, "allocation": allocation, "reasoning": "because"})
 
 
@@ -68,8 +73,22 @@ def test_a_valid_skill_list_action_becomes_the_plan_and_is_decoded_under_the_sch
     assert {i.skill_id: i.count for i in plan.items} == {"add.carry": 30, "mul.by_digit": 10}
     assert policy.log.used == "llm" and policy.log.error is None and not policy.invalid
     schema = json.loads(backend.calls[0][1].json_schema)
-    item = schema["properties"]["allocation"]["items"]["properties"]
-    assert item["skill"]["enum"] == DOMAIN.tree.leaves() and item["amount"]["maximum"] == 100
+    amounts = schema["properties"]["allocation"]["properties"]
+    assert list(amounts) == DOMAIN.tree.leaves() and amounts["add.carry"]["maximum"] == 100
+
+
+def test_the_schema_makes_a_repeated_or_unknown_skill_impossible() -> None:
+    schema = action_schema(("allocate",), DOMAIN.tree.leaves(), 0, 100)
+    allocation = schema["properties"]["allocation"]
+    # An object keyed by skill id: a key cannot repeat, and only the known skills may be keys.
+    assert allocation["type"] == "object" and allocation["additionalProperties"] is False
+    assert set(allocation["properties"]) == set(DOMAIN.tree.leaves())
+    amount = {"type": "integer", "minimum": 0, "maximum": 100}
+    assert all(p == amount for p in allocation["properties"].values())
+    assert "required" not in allocation  # the model picks which skills to name
+
+
+DUPLICATE = '{"action": "allocate", "allocation": {"add.carry": 5, "add.carry": 5}, "reasoning": ""}'
 
 
 @pytest.mark.parametrize(("text", "reason"), [
@@ -80,9 +99,8 @@ def test_a_valid_skill_list_action_becomes_the_plan_and_is_decoded_under_the_sch
     (action("allocate", add_carry=80, sub_borrow=21), "over_budget"),
     (action("allocate", add_carry=-5), "over_budget"),
     (action("allocate", add_carry=0), "empty"),
-    (json.dumps({"action": "allocate", "reasoning": "",
-                 "allocation": [{"skill": "add.carry", "amount": 5}, {"skill": "add.carry", "amount": 5}]}),
-     "duplicate_skill"),
+    (DUPLICATE, "duplicate_skill"),
+    (json.dumps({"action": "allocate", "allocation": [{"skill": "add.carry", "amount": 5}]}), "schema"),
 ])
 def test_an_invalid_skill_list_action_is_counted_and_replaced_by_the_heuristic(text: str, reason: str):
     llm, _ = scripted(text)
@@ -101,6 +119,17 @@ def test_free_generation_is_validated_from_the_first_to_the_last_brace() -> None
     plan = LLMSkillListPolicy(llm, SkillListPolicy(100, "rationale", CFG)).plan(feedback(DOMAIN, WEAK))
     assert {i.skill_id: i.count for i in plan.items} == {"sub.borrow": 40}
     assert backend.calls[0][1].json_schema is None  # transformers cannot decode under a schema
+
+
+def test_a_skill_repeated_in_free_generation_is_counted_not_collapsed() -> None:
+    # JSON parsers keep the last of repeated keys; without structured outputs nothing else stops one.
+    llm, _ = scripted("Sure! " + DUPLICATE + " Done.", structured=False)
+    heuristic = SkillListPolicy(100, "rationale", CFG)
+    policy = LLMSkillListPolicy(llm, heuristic)
+    assert policy.plan(feedback(DOMAIN, WEAK)) == heuristic.plan(feedback(DOMAIN, WEAK))
+    assert policy.invalid == {"duplicate_skill": 1} and policy.log.used == "heuristic skill-list"
+    assert not repeats_a_skill(action("allocate", add_carry=5, sub_borrow=5))
+    assert repeats_a_skill(DUPLICATE)
 
 
 def test_the_tree_llm_action_moves_the_state_and_an_invalid_one_falls_back() -> None:
@@ -183,7 +212,7 @@ leaves = domain.tree.leaves()
 # Why imitate: a random model pads structured JSON with whitespace and long strings (hundreds of
 # tokens at ~0.1 s each on this CPU); a few seconds of training on compact actions make it terse.
 def compact_action():
-    allocation = [{{"skill": s, "amount": rng.randint(1, 30)}} for s in rng.sample(leaves, 2)]
+    allocation = {{s: rng.randint(1, 30) for s in rng.sample(leaves, 2)}}
     action = {{"action": "explore", "allocation": allocation, "reasoning": rng.choice(["weak", "new", ""])}}
     return json.dumps(action, separators=(",", ":"))
 
@@ -220,5 +249,5 @@ def test_a_tiny_llm_under_vllm_structured_outputs_writes_schema_valid_actions(tm
     # model knows; its plan may still be invalid (say, exploiting an untargeted skill) and fall back.
     parsed = [r["parsed"] for r in rounds if r["parsed"] is not None]
     assert parsed, rounds
-    assert all(a["skill"] in DOMAIN.tree.leaves() for p in parsed for a in p["allocation"])
+    assert all(s in DOMAIN.tree.leaves() for p in parsed for s in p["allocation"])
     assert all(r["error"] not in ("schema", "unknown_skill") for r in rounds)

@@ -73,14 +73,10 @@ def llm(texts: Sequence[str]) -> StructuredLLM:
 
 
 def _action(allocation: list[tuple[str, object]], **extra: object) -> str:
-    return json.dumps(
-        {
-            "action": "allocate",
-            "allocation": [{"skill": s, "amount": a} for s, a in allocation],
-            "reasoning": "weak skills",
-            **extra,
-        }
-    )
+    """An action's JSON text; ``allocation`` is written pair by pair, so a skill may repeat in it."""
+    body = json.dumps({"action": "allocate", "reasoning": "weak skills", **extra})
+    pairs = ", ".join(f"{json.dumps(s)}: {json.dumps(a)}" for s, a in allocation)
+    return body[:-1] + ', "allocation": {' + pairs + "}}"
 
 
 @st.composite
@@ -115,9 +111,10 @@ def action_output(draw: st.DrawFn) -> tuple[str, str | None]:
             st.sampled_from(
                 [
                     json.dumps({"action": "allocate"}),
-                    json.dumps({"action": "allocate", "allocation": [{"skill": skills[0], "amount": "ten"}]}),
+                    json.dumps({"action": "allocate", "allocation": {skills[0]: "ten"}}),
+                    json.dumps({"action": "allocate", "allocation": [{"skill": skills[0], "amount": 1}]}),
                     _action([(skills[0], 1)], reasoning="x" * draw(st.integers(301, 100_000))),  # enormous
-                    _action([(LEAVES[i % len(LEAVES)], 1) for i in range(65)]),  # too many items
+                    _action([(f"skill.{i}", 1) for i in range(65)]),  # too many skills
                     _action([(skills[0], 1)], confidence=0.9),  # a field the schema does not have
                     valid.replace('"allocate"', '"explore"'),
                     json.dumps([1, 2]),
@@ -130,7 +127,8 @@ def action_output(draw: st.DrawFn) -> tuple[str, str | None]:
         unknown = draw(st.sampled_from(["division", "add", "add.nope", ""]))
         return _action([(skills[0], 5), (unknown, 5)]), kind
     if kind == "duplicate_skill":
-        return _action([(skills[0], 5), (skills[0], 5)]), kind
+        # The same key twice in the allocation object: JSON parsers would keep only the last.
+        return _action([(skills[0], 5), (skills[0], draw(st.integers(1, 5)))]), kind
     if kind == "over_budget":
         return _action(
             [(skills[0], draw(st.integers(TOTAL + 1, 10**9)))]
@@ -151,7 +149,7 @@ def test_llm_policy_actions_are_counted_by_kind_and_bad_ones_never_become_plans(
         plan = policy.plan(FEEDBACK)
         assert policy.log.error == reason and len(policy.log.output) <= 2000
         if reason is None:
-            wanted = {a["skill"]: a["amount"] for a in json.loads(text)["allocation"]}
+            wanted = json.loads(text)["allocation"]
             assert {i.skill_id: i.count for i in plan.items} == wanted
         else:
             assert plan == fallback

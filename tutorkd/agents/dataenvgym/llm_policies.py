@@ -1,7 +1,9 @@
 """LLM teacher policies: DataEnvGym's skill-list and skill-tree actions chosen by a language model.
 
-The LLM answers with one JSON action, decoded under the action's JSON schema (vLLM structured
-outputs; skill ids restricted to the known ones) where the backend supports it, and always
+The LLM answers with one JSON action whose ``allocation`` is an object keyed by skill id, e.g.
+``{"action": "allocate", "allocation": {"add.carry": 12, "cmp.lead": 3}, "reasoning": "..."}``. It is
+decoded under the action's JSON schema (vLLM structured outputs; the object's keys restricted to the
+known skill ids, so a skill cannot be named twice) where the backend supports it, and always
 re-validated with pydantic. An invalid action (unparseable JSON, schema failure, unknown or duplicate
 skill, allocations over budget) is counted in ``invalid`` by reason, logged, and replaced by the
 heuristic policy's action for that round (the stated fallback rule); it never crashes the run.
@@ -9,6 +11,7 @@ heuristic policy's action for that round (the stated fallback rule); it never cr
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -48,29 +51,45 @@ class ActionLog(Record):
     """Invalid actions by reason over the run so far (``restore`` reloads them when a run resumes)."""
 
 
-class _Amount(Record):
-    skill: str
-    amount: int
-
-
 class LLMAction(Record):
     """The JSON an LLM policy answers with (skill-list: ``action`` is ``allocate``)."""
 
     action: Literal["allocate", "explore", "exploit"]
-    allocation: tuple[_Amount, ...] = Field(max_length=64)
+    allocation: dict[str, int] = Field(max_length=64)
+    """Skill id to amount (examples, or skill-tree units)."""
     reasoning: str = Field("", max_length=300)
 
 
 def action_schema(kinds: Sequence[str], skills: Sequence[str], low: int, high: int) -> dict:
-    """JSON schema of an ``LLMAction`` restricted to ``kinds``, known ``skills`` and ``[low, high]``."""
-    item = {"type": "object", "additionalProperties": False, "required": ["skill", "amount"],
-            "properties": {"skill": {"type": "string", "enum": list(skills)},
-                           "amount": {"type": "integer", "minimum": low, "maximum": high}}}
+    """JSON schema of an ``LLMAction`` restricted to ``kinds``, known ``skills`` and ``[low, high]``.
+
+    ``allocation`` is an object whose only possible keys are the known skills: a list of
+    ``{skill, amount}`` items cannot forbid naming a skill twice (a 135M teacher did so in 19 of 20
+    actions), an object keyed by skill can. No key is required: the model picks which skills to name.
+    """
+    amount = {"type": "integer", "minimum": low, "maximum": high}
+    allocation = {"type": "object", "additionalProperties": False,
+                  "properties": {skill: amount for skill in skills}}
     return {"type": "object", "additionalProperties": False,
             "required": ["action", "allocation", "reasoning"],
             "properties": {"action": {"type": "string", "enum": list(kinds)},
-                           "allocation": {"type": "array", "items": item, "maxItems": len(skills)},
+                           "allocation": allocation,
                            "reasoning": {"type": "string", "maxLength": 300}}}
+
+
+def repeats_a_skill(text: str) -> bool:
+    """Whether the ``allocation`` object of the action in ``text`` names a skill twice.
+
+    ``text`` is an LLM's raw reply that already parsed as an ``LLMAction``; like ``StructuredLLM.ask``
+    for free generation, the span from the first ``{`` to the last ``}`` is read. Why re-read it: JSON
+    parsers (``json``, pydantic) keep the last of repeated keys, which would hide a duplicate skill
+    written by a backend without structured outputs.
+    """
+    # Every object comes back as its list of (key, value) pairs, so no repeated key is collapsed.
+    top = json.loads(text[text.find("{"): text.rfind("}") + 1], object_pairs_hook=list)
+    allocation = [value for key, value in top if key == "allocation"][-1]  # the one pydantic kept
+    skills = [skill for skill, _ in allocation]
+    return len(set(skills)) != len(skills)
 
 
 class _LLMPolicy:
@@ -87,10 +106,9 @@ class _LLMPolicy:
         (reply,) = self.llm.ask([prompt], LLMAction, schema)
         action, error = reply.value, reply.error
         if action is not None:
-            skills = [a.skill for a in action.allocation]
             if action.action not in self.kinds:
                 error = "schema"
-            elif len(set(skills)) != len(skills):
+            elif repeats_a_skill(reply.text):
                 error = "duplicate_skill"
         return (action if error is None else None), error, reply.text
 
@@ -130,8 +148,8 @@ class LLMSkillListPolicy(_LLMPolicy):
         lines = "\n".join(f"- {s}: accuracy {a:.2f}" for s, a in acc.items())
         return ("You are a teacher choosing training data for a student model. Validation accuracy per "
                 f"skill:\n{lines}\nAllocate at most {total} new training examples over the skills the "
-                'student is weak at. Answer with JSON: {"action": "allocate", "allocation": [{"skill": '
-                '<skill id>, "amount": <examples>}], "reasoning": <one sentence>}\n')
+                'student is weak at. Answer with JSON: {"action": "allocate", "allocation": {<skill id>: '
+                '<examples>, ...}, "reasoning": <one sentence>}\n')
 
     def plan(self, feedback: Feedback) -> Plan:
         """The LLM's allocation, or the heuristic's when it is invalid."""
@@ -140,7 +158,7 @@ class LLMSkillListPolicy(_LLMPolicy):
         schema = action_schema(self.kinds, skills, 0, total)
         action, error, text = self._ask(self.prompt(feedback, total), schema)
         if action is not None:
-            counts = {a.skill: a.amount for a in action.allocation}
+            counts = action.allocation
             if not set(counts) <= set(skills):
                 error = "unknown_skill"
             elif min(counts.values(), default=0) < 0 or sum(counts.values()) > total:
@@ -182,8 +200,8 @@ class LLMSkillTreePolicy(_LLMPolicy):
                 + "\n".join(lines) + "\nChoose one action. explore: start targeting skills not yet "
                 f"targeted, amount = their starting units (1 to {step}). exploit: change the units of "
                 f"targeted skills by amount (each skill stays between 1 and {cap}). Answer with JSON: "
-                '{"action": "explore" or "exploit", "allocation": [{"skill": <skill id>, "amount": '
-                '<units>}], "reasoning": <one sentence>}\n')
+                '{"action": "explore" or "exploit", "allocation": {<skill id>: <units>, ...}, '
+                '"reasoning": <one sentence>}\n')
 
     def plan(self, feedback: Feedback) -> Plan:
         """The LLM's action applied to the tree state, or the heuristic's when it is invalid."""
@@ -193,7 +211,7 @@ class LLMSkillTreePolicy(_LLMPolicy):
         action, error, text = self._ask(self.prompt(feedback, ctx), schema)
         chosen = None
         if action is not None:
-            chosen = TreeAction(kind=action.action, amounts={a.skill: a.amount for a in action.allocation},
+            chosen = TreeAction(kind=action.action, amounts=action.allocation,
                                 reasoning=action.reasoning, source="llm")
             error = self.tree.check(chosen, ctx)
         self._record(feedback, error, text, "heuristic alternating explore/exploit")
