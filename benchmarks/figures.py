@@ -201,3 +201,23 @@ def intervention_llm(result: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
+
+
+def principles_llm(result: dict, out: Path) -> None:
+    """``principles_llm.py``: per student, held-out weak-skill accuracy of each prompt condition
+    (median over seeds, each seed a dot)."""
+    plt = common.pyplot()
+    summary = {k: v for k, v in result["summary"].items() if "weak_accuracy_median" in v}
+    fig, axes = plt.subplots(1, len(summary), figsize=(6.5 * len(summary), 4.2), dpi=110, squeeze=False)
+    for ax, (student, s) in zip(axes[0], summary.items(), strict=True):
+        names = list(s["weak_accuracy_median"])
+        ax.bar(range(len(names)), [s["weak_accuracy_median"][n] for n in names], color="0.7")
+        for run in (r for r in result["runs"] if r["student"] == student and r["weak_skills"]):
+            ax.plot(range(len(names)), [run["weak_accuracy"][n] for n in names], "o", ms=3, color="black")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"SmolLM2 {student}: weak-skill accuracy by prompt")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("weak-skill accuracy (median; dots: seeds)")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)

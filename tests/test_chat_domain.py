@@ -91,3 +91,20 @@ def test_procedural_examples_in_the_chat_format_pass_verification(chat: ChatDoma
     assert len(result.kept) == len(examples), result.counts
     wrong = examples[0].model_copy(update={"completion": examples[0].completion + "1"})
     assert verify([wrong], chat, heldout.questions).counts["wrong_answer"] == 1
+
+
+def test_in_context_changes_the_instruction_and_adds_worked_demonstrations_only_to_the_copy(
+        chat: ChatDomain) -> None:
+    problem = ArithmeticDomain().make("add.carry", (59, 63))
+    demo = ArithmeticDomain().make("sub.borrow", (52, 17))
+    plain = chat.prompt(problem)
+    variant = chat.in_context("Solve it. Principles: carry the ten.", [demo])
+    prompt = variant.prompt(problem)
+    assert prompt.startswith("[system] Solve it. Principles: carry the ten.\n")
+    assert f"[user] What is 52 - 17?\n[assistant] {demo.rationale}\nAnswer: 35\n" in prompt
+    assert prompt.endswith(f"[user] {phrase_arithmetic(problem.question)}\n[assistant] ")
+    # The demonstration comes after the format examples.
+    assert prompt.index("What is 52 - 17?") > prompt.rindex("[assistant] Answer: ")
+    assert chat.prompt(problem) == plain  # the original is untouched
+    assert variant.check(problem, "Answer: 122") == ("122", True)
+    assert chat.in_context().prompt(problem) == plain

@@ -15,10 +15,13 @@ domain's) and changes only the text the student sees and writes:
 
 The same prompt renders every student version, before and after training; the format examples are
 drawn once, from outside the evaluation partition, and are identical for every version.
+``in_context`` gives the same domain with another instruction or demonstrations after the format
+examples (TPD's in-context variants); it is a new domain, the original is unchanged.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 from collections.abc import Callable, Container, Sequence
@@ -122,6 +125,7 @@ class ChatDomain:
                  exclude: Container[str] = frozenset(), seed: int = 0) -> None:
         self.inner = inner
         self.template = template
+        self.system = SYSTEM
         self.name = inner.name
         self.phrase = PHRASINGS.get(inner.name, as_is)
         leaves = inner.tree.leaves()
@@ -162,8 +166,20 @@ class ChatDomain:
     def prompt(self, problem: Problem, explanation: str | None = None) -> str:
         """The chat up to the assistant's turn, which an explanation (if any) opens."""
         question = ("user", self.phrase(problem.question))
-        text = self.template.render((("system", SYSTEM), *self._shots, question))
+        text = self.template.render((("system", self.system), *self._shots, question))
         return text if explanation is None else f"{text}{explanation}\n"
+
+    def in_context(self, system: str | None = None, demos: Sequence[Problem] = (),
+                   style: str = "rationale") -> ChatDomain:
+        """This domain with ``system`` as the instruction (default: this one's) and ``demos`` as worked
+        question/answer turns (in ``style``) after the format examples; the same checks and samples."""
+        out = copy.copy(self)
+        if system is not None:
+            out.system = system
+        turns = [turn for p in demos
+                 for turn in (("user", self.phrase(p.question)), ("assistant", self.completion(p, style)))]
+        out._shots = (*self._shots, *turns)
+        return out
 
     def completion(self, problem: Problem, style: str) -> str:
         """``<rationale>\\nAnswer: <answer>`` or ``Answer: <answer>`` (also for a problem without a
