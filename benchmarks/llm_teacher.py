@@ -21,9 +21,13 @@ model then teaches, through ``StructuredLLM`` (each prompt one user message in i
 
 ``valid`` is the share of calls whose output passed JSON parsing, the pydantic schema and the part's own
 checks. ``vllm`` decodes under the JSON schema (structured outputs), ``transformers`` generates freely.
-Writes ``benchmarks/results/llm_teacher.json``.
+Writes ``benchmarks/results/llm_teacher.json``. ``llm_teacher_vllm.json`` is the vLLM pass again
+after teacher engines write compact JSON and the LLM policies' allocation became an object keyed by
+skill (2026-12-06, 10 calls per part).
 
     .venv/bin/python benchmarks/llm_teacher.py [--calls 20] [--backends vllm transformers]
+    .venv/bin/python benchmarks/llm_teacher.py --backends vllm --calls 10 \
+        --out benchmarks/results/llm_teacher_vllm.json
 """
 
 from __future__ import annotations
