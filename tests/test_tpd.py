@@ -128,6 +128,7 @@ def test_llm_principles_map_shown_indices_back_to_the_attempts() -> None:
     ('{"principles": [{"when": "x", "do": "y", "explains": [], "skills": []}]}', "schema"),
     ('{"principles": [{"when": "x", "do": "y", "explains": [3], "skills": []}]}', "bad_index"),
     ('{"principles": [{"when": "x", "do": "y", "explains": [0], "skills": ["add"]}]}', "unknown_skill"),
+    ('{"principles": [{"when": ", ", "do": ", ", "explains": [0], "skills": []}]}', "no_content"),
 ])
 def test_invalid_llm_replies_are_counted_and_give_no_principles(text: str, reason: str) -> None:
     attempts = buggy("add.forgot_carry", "add.carry", 3, random.Random(3))

@@ -7,8 +7,8 @@ index into the batch) and the skills involved. Two sources implement it:
 - ``ProceduralPrinciples``: the bug-library diagnosis of ``tutorkd.agents.tpd.diagnosis`` (arithmetic);
   each principle names the bug it corrects, so a teacher can target it with discriminating problems.
 - ``LLMPrinciples``: a teacher LLM reads the wrong attempts with their gold answers and answers in
-  JSON under structured outputs; every reply is re-validated, and an invalid one is counted and
-  logged and gives an empty set, never an exception.
+  JSON under structured outputs; every reply is re-validated (a principle without a word is invalid,
+  ``no_content``), and an invalid one is counted and logged and gives an empty set, never an exception.
 
 The paper's ways of exploiting principles, for students that are prompted: ``append_principles``
 (variant a: the principles listed after the instruction) and ``rewrite_instruction`` (variant b: the
@@ -196,6 +196,10 @@ class LLMPrinciples:
                 error = "unknown_skill"
             elif len(stated) > self.max_principles:
                 error = "schema"
+            # Why checked: a 135M teacher fills the schema with punctuation ("When , , , ") that is
+            # valid JSON but says nothing; counted as invalid instead of used as a principle.
+            elif any(not any(c.isalpha() for c in p.when + " " + p.do) for p in stated):
+                error = "no_content"
         if error is not None:
             self.invalid[error] += 1
             log.warning("LLM principles: invalid reply (%s), none this batch: %r", error, reply.text[:300])
