@@ -85,7 +85,7 @@ def teacher_explanations(backend, domain, practice, test, seed: int) -> tuple[li
     raw = Base().generate([explainer.prompt(p) for p in test], explainer.params)
     said = [re.search(r"So the answer is\s*(-?\d+|[<>])", c.text) for c in raw]
     right = [m is not None and m.group(1) == p.answer for m, p in zip(said, test, strict=True)]
-    explained = explainer.explain(test)
+    explained = explainer.read(test, raw)  # the same completions: greedy, generated once
     step = max(1, len(test) // 9)  # about one example per skill
     return explained, {"malformed_share": explainer.malformed / len(test),
                        "teacher_answer_right_share": float(np.mean(right)),
@@ -148,13 +148,28 @@ def one_student(setup, work: Path, scorers, simulator, test, practice, explained
     return out
 
 
-def trained_adapter(root: Path, seed: int) -> Path:
-    """The uniform teacher's round-1 adapter of seed ``seed`` in ``llm_student.py``'s kept runs."""
+def student_version(name: str, root: Path, seed: int) -> StudentVersion | None:
+    """``None`` for the base student; for ``trained``, the uniform teacher's round-1 adapter of seed
+    ``seed`` in ``llm_student.py``'s kept runs under ``root``."""
+    if name == "base":
+        return None
     found = sorted(root.glob(f"uniform-s{seed}/*/adapters/r1"))
     if not found:
         raise SystemExit(f"no round-1 adapter for seed {seed} under {root}: run "
                          f"python benchmarks/llm_student.py --seeds {seed} --teachers uniform --keep {root}")
-    return found[-1]
+    return StudentVersion(name="r1", round=1, adapter_path=str(found[-1]), lora_int_id=1)
+
+
+def llm_parser(doc: str, out: Path, practice_per_skill: int):
+    """The options both in-context benchmarks take (``principles_llm.py`` shares them)."""
+    parser = common.parser(doc, seeds=[0, 1, 2], out=out)
+    parser.add_argument("--per-skill", type=int, default=20, help="held-out test items per skill")
+    parser.add_argument("--practice-per-skill", type=int, default=practice_per_skill,
+                        help="practice items per skill")
+    parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=STUDENTS)
+    parser.add_argument("--trained", type=Path, default=Path("/tmp/bench/llm_student"),
+                        help="llm_student.py's kept runs (the trained student's adapters)")
+    return parser
 
 
 def median_known(values: list[float | None]) -> float | None:
@@ -212,13 +227,7 @@ def main() -> None:
     from tutorkd.assembly import build_student_setup
     from tutorkd.config import RunConfig
 
-    parser = common.parser(__doc__, seeds=[0, 1, 2], out=RESULTS)
-    parser.add_argument("--per-skill", type=int, default=20, help="test items per skill")
-    parser.add_argument("--practice-per-skill", type=int, default=10, help="practice items per skill")
-    parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=STUDENTS)
-    parser.add_argument("--trained", type=Path, default=Path("/tmp/bench/llm_student"),
-                        help="llm_student.py's kept runs (the trained student's adapters)")
-    args = parser.parse_args()
+    args = llm_parser(__doc__, RESULTS, practice_per_skill=10).parse_args()
     started = time.perf_counter()
     cfg = yaml.safe_load(RECIPE.read_text())
     seeds = []
@@ -237,8 +246,7 @@ def main() -> None:
             explained, quality = teacher_explanations(setup.backend, domain, practice, test, seed)
             row: dict = {"seed": seed, "llm_teacher_quality": quality}
             for name in args.students:
-                version = None if name == "base" else StudentVersion(
-                    name="r1", round=1, adapter_path=str(trained_adapter(args.trained, seed)), lora_int_id=1)
+                version = student_version(name, args.trained, seed)
                 row[name] = one_student(setup, work, scorers, base_scorer, test, practice, explained, seed,
                                         version)
                 print(f"seed {seed} {name}: alone {row[name]['accuracy_alone']:.3f}, areas " + ", ".join(

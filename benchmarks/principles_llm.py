@@ -37,7 +37,7 @@ import common
 import figures
 import numpy as np
 import yaml
-from intervention_llm import STUDENTS, trained_adapter
+from intervention_llm import llm_parser, student_version
 
 from tutorkd.agents.tpd.principles import (
     LLMPrinciples,
@@ -47,7 +47,6 @@ from tutorkd.agents.tpd.principles import (
     rewrite_instruction,
     select_examples,
 )
-from tutorkd.schema import StudentVersion
 
 RESULTS = common.RESULTS / "principles_llm.json"
 RECIPE = common.REPO / "recipes" / "arithmetic-smollm2.yaml"
@@ -160,13 +159,7 @@ def main() -> None:
     from tutorkd.config import RunConfig
     from tutorkd.environments.factory import build_domain
 
-    parser = common.parser(__doc__, seeds=[0, 1, 2], out=RESULTS)
-    parser.add_argument("--per-skill", type=int, default=20, help="held-out test items per skill")
-    parser.add_argument("--practice-per-skill", type=int, default=20, help="practice items per skill")
-    parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=STUDENTS)
-    parser.add_argument("--trained", type=Path, default=Path("/tmp/bench/llm_student"),
-                        help="llm_student.py's kept runs (the trained student's adapters)")
-    args = parser.parse_args()
+    args = llm_parser(__doc__, RESULTS, practice_per_skill=20).parse_args()
     started = time.perf_counter()
     cfg = yaml.safe_load(RECIPE.read_text())
     cfg["backend"]["max_model_len"] = 1024  # Why: demonstrations and principles lengthen the prompt
@@ -182,8 +175,7 @@ def main() -> None:
             practice = [p for s in skills
                         for p in chat.sample(s, args.practice_per_skill, rng, heldout.questions)]
             for name in args.students:
-                version = None if name == "base" else StudentVersion(
-                    name="r1", round=1, adapter_path=str(trained_adapter(args.trained, seed)), lora_int_id=1)
+                version = student_version(name, args.trained, seed)
                 attempts = student_for(setup, run_cfg.student, chat, work, seed, version).answer(practice)
                 items.append({"seed": seed, "student": name, "version": version, "test": test,
                               "attempts": attempts, "sets": {"procedural": procedural.principles(attempts)}})

@@ -270,8 +270,12 @@ class LLMExplainer:
 
     def explain(self, problems: Sequence[Problem]) -> list[str | None]:
         """One explanation (or ``None`` when malformed) per problem."""
+        return self.read(problems, self.llm.generate([self.prompt(p) for p in problems], self.params))
+
+    def read(self, problems: Sequence[Problem], completions: Sequence[Completion]) -> list[str | None]:
+        """The explanations in the teacher's completions of ``prompt(problem)`` (``None`` when malformed,
+        counted in ``malformed``): for a caller that also reads the rest of each completion."""
         out: list[str | None] = []
-        completions = self.llm.generate([self.prompt(p) for p in problems], self.params)
         for problem, completion in zip(problems, completions, strict=True):
             text = completion.text
             for end in (" So the answer", "\n", "A:"):
