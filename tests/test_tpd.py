@@ -287,6 +287,33 @@ def test_principles_retire_when_errors_stop_and_a_restored_policy_plans_the_same
     assert cold.plan(feedback(rounds[1], round=1)) != plans[1]
 
 
+class Brackets:
+    """A chat template: ``[role] content`` lines, then ``[assistant] `` for the reply."""
+
+    def render(self, messages: Sequence[tuple[str, str]]) -> str:
+        return "".join(f"[{role}] {content}\n" for role, content in messages) + "[assistant] "
+
+
+def test_a_chat_student_gets_chat_examples_of_the_bugs_diagnosed_on_the_task() -> None:
+    from tutorkd.environments.chat import ChatDomain
+
+    chat = ChatDomain(DOMAIN, Brackets(), format_examples=1)
+    cfg = load_config(TeacherConfig, REPO / "agents" / "tpd.yaml").model_copy(update={"per_round": 40})
+    with pytest.raises(ValueError, match="bug library"):  # the chat wrapper alone is not arithmetic
+        build_teacher(cfg, chat)
+    teacher = build_teacher(cfg, chat, task=DOMAIN)
+    plan = teacher.plan(feedback(student_errors({"add.forgot_carry": 5})))
+    examples = teacher.generate(plan, CONTEXT)
+    assert len(examples) == 40
+    carried = [e for e in examples if e.provenance.skill_id == "add.carry"]
+    assert len(carried) >= 30  # 80 % targeted at the one active bug, the rest replayed over the skills
+    for e in carried:
+        assert BUGS_BY_ID["add.forgot_carry"].apply(e.problem.question) != e.problem.answer
+        # rendered for the chat student: its instruction and reply format, not the task's raw prompt
+        assert e.prompt == chat.prompt(e.problem) and e.prompt.endswith("[assistant] ")
+        assert e.completion == chat.completion(e.problem, "rationale")
+
+
 def test_specs_and_config_checks() -> None:
     for name in ("tpd", "tpd-examples"):
         cfg = load_config(TeacherConfig, REPO / "agents" / f"{name}.yaml")

@@ -117,6 +117,13 @@ class BuildInputs:
     """The teacher LLM, when the config has an ``llm`` block."""
     student: Student | None = None
     """The student, for policies that quiz it (``tom``)."""
+    task: Domain | None = None
+    """``domain`` without the student's prompt format (``None``: ``domain`` is the task's own)."""
+
+    def task_domain(self) -> Domain:
+        """The task's own domain: what TPD diagnoses errors and draws problems with; ``domain`` (which
+        may wrap it in a chat) still renders the examples."""
+        return self.domain if self.task is None else self.task
 
     def leaves(self) -> list[str]:
         """The domain's leaf skills."""
@@ -160,7 +167,7 @@ POLICIES: dict[str, Callable[[BuildInputs], BuiltPolicy]] = {
         b.need_llm(), SkillListPolicy(b.cfg.per_round, b.cfg.style, b.cfg.skills))),
     "skill_tree_llm": lambda b: stateful(LLMSkillTreePolicy(
         b.need_llm(), SkillTreePolicy(b.cfg.per_round, b.cfg.style, b.cfg.skills))),
-    "tpd": lambda b: stateful(TPDPolicy(b.domain, b.cfg.per_round, b.cfg.style, b.cfg.tpd)),
+    "tpd": lambda b: stateful(TPDPolicy(b.task_domain(), b.cfg.per_round, b.cfg.style, b.cfg.tpd)),
     "tom": _tom_policy,
 }
 """``TeacherConfig.policy`` to its builder, which states the policy's views and state."""
@@ -184,7 +191,7 @@ ENGINES: dict[str, Callable[[BuildInputs], BuiltEngine]] = {
     "procedural": lambda b: BuiltEngine(ProceduralEngine(b.domain, b.exclude)),
     "stat_pool": lambda b: BuiltEngine(PoolEngine(b.domain, _pool(b))),
     "stat_synthesis": _synthesis,
-    "discriminating": lambda b: BuiltEngine(DiscriminatingEngine(b.domain, b.exclude)),
+    "discriminating": lambda b: BuiltEngine(DiscriminatingEngine(b.domain, b.exclude, task=b.task)),
     "items": lambda b: BuiltEngine(ItemEngine(b.domain, b.exclude)),
 }
 """``TeacherConfig.engine`` to its builder, which states whether the engine has views."""
@@ -247,16 +254,17 @@ class Teacher:
 
 
 def build_teacher(cfg: TeacherConfig, domain: Domain, exclude: Container[str] = frozenset(),
-                  student: Student | None = None) -> Teacher:
+                  student: Student | None = None, task: Domain | None = None) -> Teacher:
     """Build the teacher ``cfg`` describes for ``domain``.
 
     ``exclude`` is the set of questions the engine must never generate (the held-out evaluation
     questions); the verification filter checks this again, but excluding up front wastes no budget.
     ``student`` is required by policies that quiz the student (``tom``: ``ValueError`` without it) and
-    ignored by the others. The teacher LLM, if any, starts on its first call, so building is cheap.
+    ignored by the others. ``task`` is ``domain`` without the student's prompt format, where ``domain``
+    wraps it (a chat student's). The teacher LLM, if any, starts on its first call, so building is cheap.
     """
     llm = StructuredLLM.from_config(cfg.llm) if cfg.llm is not None else None
-    inputs = BuildInputs(cfg, domain, exclude, llm, student)
+    inputs = BuildInputs(cfg, domain, exclude, llm, student, task)
     policy, engine = cfg.policy, cfg.engine
     planner = plugin_policy(policy, inputs) if isinstance(policy, PluginSpec) else POLICIES[policy](inputs)
     maker = plugin_engine(engine, inputs) if isinstance(engine, PluginSpec) else ENGINES[engine](inputs)

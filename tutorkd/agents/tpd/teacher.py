@@ -114,13 +114,17 @@ class BugExposingSampler:
 
 class DiscriminatingEngine:
     """The procedural engine drawing through ``BugExposingSampler``: a ``like`` item makes problems
-    that expose the same bugs as its ``like`` problem; a skill item samples the skill as usual."""
+    that expose the same bugs as its ``like`` problem; a skill item samples the skill as usual.
+
+    ``domain`` renders the examples; ``task`` (default ``domain``) is the arithmetic domain the
+    problems are drawn from, where ``domain`` wraps it in a chat student's prompt format."""
 
     name = "discriminating"
 
-    def __init__(self, domain: Domain, exclude: Container[str] = frozenset()) -> None:
-        arith = arithmetic(domain)
-        self.inner = ProceduralEngine(arith, exclude, BugExposingSampler(arith))
+    def __init__(self, domain: Domain, exclude: Container[str] = frozenset(),
+                 task: Domain | None = None) -> None:
+        arith = arithmetic(domain if task is None else task)
+        self.inner = ProceduralEngine(domain, exclude, BugExposingSampler(arith))
 
     def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
         """The procedural engine's examples, credited to this engine in their provenance."""
