@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # GPU smoke test: two rounds of GSM8K teaching with real models on one GPU, recording the time of
 # every phase (evaluate, plan, generate, verify, train per round, and server start-up) into
-# benchmarks/results/gpu_smoke.json.
+# benchmarks/results/gpu_smoke.json. Where two or more GPUs are visible it then runs one round twice
+# more, the LoRA training launched on 2 GPUs (student.train_processes: 2, accelerate + NCCL) and the
+# student's server data-parallel (backend.data_parallel_size: 2), then tensor-parallel
+# (backend.tensor_parallel_size: 2); their times go under "multi_gpu". MULTI_GPU=0 skips them.
 #
 # Needs: one NVIDIA GPU; the CUDA build (pip install -e ".[gpu,real]"); the student and teacher
 # weights as local folders; GSM8K in the Hugging Face cache (or GSM8K_TRAIN/GSM8K_TEST JSONL files).
@@ -79,19 +82,63 @@ start=$(date +%s)
 "$PY" -m tutorkd.cli teach "$WORK/run.yaml"
 total=$(( $(date +%s) - start ))
 
+# --- two GPUs: one round with data-parallel, then tensor-parallel serving, training in 2 processes ----
+GPUS=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)
+if [ "${MULTI_GPU:-1}" != 0 ] && [ "$GPUS" -ge 2 ]; then
+  sed -e "s#^rounds: .*#rounds: 1#" -e "s#^budget: .*#budget: 600#" "$WORK/env.yaml" >"$WORK/env-1round.yaml"
+  for mode in dp tp; do
+    "$PY" - "$WORK/run.yaml" "$WORK/run-$mode.yaml" "$mode" "$WORK/env-1round.yaml" "$WORK/runs-$mode" <<'EOF'
+import sys
+
+import yaml
+
+src, dst, mode, env, runs = sys.argv[1:]
+cfg = yaml.safe_load(open(src))
+cfg.update(environment=env, runs_root=runs)
+cfg["student"]["train_processes"] = 2  # batch_size 16: 8 per GPU
+cfg["backend"]["data_parallel_size" if mode == "dp" else "tensor_parallel_size"] = 2
+yaml.safe_dump(cfg, open(dst, "w"), sort_keys=False)
+EOF
+    start=$(date +%s)
+    "$PY" -m tutorkd.cli teach "$WORK/run-$mode.yaml"
+    echo "$mode $(( $(date +%s) - start ))" >>"$WORK/multi_gpu_times"
+  done
+fi
+
 # --- collect the per-phase times the loop wrote (rounds/r*/times.json) ----------------------------
-"$PY" - "$WORK/runs" "$OUT" "$teacher_start" "$total" "$STUDENT_MODEL" "$TEACHER_MODEL" <<'EOF'
+"$PY" - "$WORK" "$OUT" "$teacher_start" "$total" "$STUDENT_MODEL" "$TEACHER_MODEL" <<'EOF'
 import json, subprocess, sys
 from pathlib import Path
 
-runs, out, teacher_start, total, student, teacher = sys.argv[1:]
-(run_dir,) = sorted(Path(runs).iterdir())
-rounds = {p.parent.name: json.loads(p.read_text()) for p in sorted(run_dir.glob("rounds/r*/times.json"))}
+import yaml
+
+work, out, teacher_start, total, student, teacher = sys.argv[1:]
+work = Path(work)
+
+
+def phases(run_dir):
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(run_dir.glob("rounds/r*/times.json"))}
+
+
+(run_dir,) = sorted((work / "runs").iterdir())
 gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
                      capture_output=True, text=True, check=True).stdout.strip()
 result = {"gpu": gpu, "student": student, "teacher": teacher, "environment": "gsm8k", "rounds": 2,
           "teacher_server_start_s": round(float(teacher_start), 1), "run_total_s": round(float(total), 1),
-          "phases_s": rounds, "run_dir": str(run_dir)}
+          "phases_s": phases(run_dir), "run_dir": str(run_dir)}
+times = work / "multi_gpu_times"
+if times.exists():
+    result["multi_gpu"] = {}
+    for line in times.read_text().splitlines():
+        mode, seconds = line.split()
+        (multi_dir,) = sorted((work / f"runs-{mode}").iterdir())
+        launch = yaml.safe_load((multi_dir / "train" / "r1" / "accelerate.yaml").read_text())
+        if not (multi_dir / "adapters" / "r1").is_dir() or launch["num_processes"] != 2:
+            sys.exit(f"gpu_smoke: the {mode} run trained no adapter in 2 processes: {multi_dir}")
+        result["multi_gpu"][mode] = {
+            "serving": {"dp": "data_parallel_size: 2", "tp": "tensor_parallel_size: 2"}[mode],
+            "training": f"train_processes: 2 ({launch['distributed_type']}, NCCL)", "rounds": 1,
+            "run_total_s": float(seconds), "phases_s": phases(multi_dir), "run_dir": str(multi_dir)}
 Path(out).parent.mkdir(parents=True, exist_ok=True)
 Path(out).write_text(json.dumps(result, indent=2) + "\n")
 print(json.dumps(result, indent=2))

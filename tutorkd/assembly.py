@@ -117,6 +117,10 @@ class StudentSetup:
     """The serving engine as something that sleeps while the student trains, where it must."""
     discovered: DiscoveredSkills | None = None
     """The skills discovered for unlabelled data (saved with a run as ``discovered_skills.json``)."""
+    task: Domain | None = None
+    """The environment's own domain, without the student's prompt format (``domain`` wraps it in a chat
+    for a chat model); ``None`` where it is ``domain``. What a teacher reading the task itself (TPD's
+    bug library) builds on."""
 
     def new_student(self, work_dir: Path, seed: int | None = None) -> Student:
         """A student on this setup's engine, saving what it trains under ``work_dir`` (default seed: the
@@ -137,9 +141,12 @@ def build_student_setup(cfg: RunConfig, work_dir: Path, on_event: OnEvent = _qui
     """Domain, held-out sets, base model and serving engine of ``cfg``; the engine logs under
     ``work_dir``. ``base_dir`` serves that base instead of preparing the config's (an evaluation of
     adapters trained on a base that still exists). A plug-in student without ``model_path`` gets no
-    engine. Raises ``ConfigError`` naming the fix for a missing dataset or model folder."""
+    engine. Raises ``ConfigError`` naming the fix for a missing dataset or model folder, or for more GPUs
+    asked for than are visible (``check_devices``)."""
+    from tutorkd.config.student import check_devices
     from tutorkd.llm.factory import student_backend
 
+    check_devices(cfg.student, cfg.backend)  # Why first: no dataset or model is prepared for nothing
     setup = build_domain(cfg.environment)
     base_dir = base_dir or prepare_base(cfg.student, setup, on_event)
     if base_dir is None:
@@ -158,7 +165,7 @@ def build_student_setup(cfg: RunConfig, work_dir: Path, on_event: OnEvent = _qui
         if template is not None:
             domain = ChatDomain(domain, template, cfg.student.format_examples, setup.exclude)
     return StudentSetup(cfg, domain, setup.heldout, setup.exclude, base_dir, backend, phases,
-                        setup.discovered)
+                        setup.discovered, task=setup.domain)
 
 
 @dataclass(frozen=True)
@@ -228,7 +235,8 @@ def build_run(cfg: RunConfig, run_dir: Path, on_event: OnEvent = _quiet) -> Run:
             # rebuilds the same tree (an LLM discovery would not repeat itself).
             write_json(run_dir / DISCOVERED_FILE, setup.discovered)
         env = TeachingEnv(setup.domain, student, cfg.environment, setup.heldout, work_dir=run_dir)
-        teacher = build_teacher(cfg.teacher, setup.domain, exclude=setup.exclude, student=student)
+        teacher = build_teacher(cfg.teacher, setup.domain, exclude=setup.exclude, student=student,
+                                task=setup.task)
         loop = TeachingLoop(run_dir=run_dir, run_id=run_dir.name, seed=cfg.seed, env=env, teacher=teacher,
                             domain=setup.domain, heldout=setup.heldout, on_event=on_event)
     except BaseException:

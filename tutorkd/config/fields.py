@@ -61,6 +61,11 @@ LoRAAlpha = Annotated[int, Field(description="LoRA scaling: an adapter's update 
 LearningRate = Annotated[float, Field(description="Learning rate of LoRA training.")]
 Epochs = Annotated[int, Field(ge=1, description="Passes over each round's examples.")]
 BatchSize = Annotated[int, Field(description="Examples per LoRA training step.")]
+TrainProcesses = Annotated[int, Field(
+    ge=1, description="Processes one LoRA training runs in. 1: inside the loop's own process. More: the "
+    "training step alone is launched through ``accelerate launch`` (data parallel; gloo on the CPU, NCCL "
+    "with one GPU per process), each process taking ``batch_size / train_processes`` examples per step so "
+    "that the global batch stays ``batch_size``; the rest of the loop stays one process.")]
 
 # An OpenAI-compatible server (``BackendConfig``, ``TeacherLLMConfig``).
 

@@ -3,11 +3,12 @@ that serves them."""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from tutorkd.config.base import Config
+from tutorkd.config.base import Config, ConfigError
 from tutorkd.config.fields import (
     APIKeyEnv,
     BaseURL,
@@ -24,6 +25,7 @@ from tutorkd.config.fields import (
     PretrainLR,
     PretrainSeed,
     PretrainSteps,
+    TrainProcesses,
 )
 from tutorkd.config.plugins import PluginSpec, plugin_of
 from tutorkd.protocols import Student
@@ -56,6 +58,11 @@ class TinyStudentConfig(Config):
     # 0.574, strong skills kept, for about 40 s more per 3-round run on 2 cores.
     epochs: Epochs = 6
     batch_size: BatchSize = 64
+    train_processes: TrainProcesses = 1  # the tiny student trains on the CPU: gloo ranks sharing its cores
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> TinyStudentConfig:
+        return _check_batch_split(self)
 
 
 class HFStudentConfig(Config):
@@ -85,6 +92,11 @@ class HFStudentConfig(Config):
     """Generation budget of one answer (a GSM8K solution takes about 100-250 tokens)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where LoRA training runs; ``auto`` picks CUDA when torch sees a GPU."""
+    train_processes: TrainProcesses = 1  # on CUDA: one GPU per process, checked against the visible GPUs
+    deepspeed_zero: Literal[1, 2, 3] | None = None
+    """DeepSpeed ZeRO stage for LoRA training on GPUs (``pip install deepspeed``), over
+    ``train_processes`` GPUs; training then always goes through ``accelerate launch``. ``None``: plain
+    data parallel (or one process)."""
     prompt_format: Literal["auto", "chat", "plain"] = "auto"
     """``chat``: prompts through the tokenizer's chat template, answers as ``Answer: <answer>``
     (``tutorkd.environments.chat``); ``plain``: the domain's own text format; ``auto``: chat when the
@@ -99,12 +111,24 @@ class HFStudentConfig(Config):
         if (self.model is None) == (self.model_path is None):
             raise ValueError("set exactly one of model (a short name such as smollm2-135m-instruct, a local "
                              "folder or a hub id) and model_path (a local folder)")
-        return self
+        if self.deepspeed_zero is not None and self.device == "cpu":
+            raise ValueError("deepspeed_zero needs GPUs: set device: cuda (or auto on a GPU machine), or "
+                             "drop deepspeed_zero to train on the CPU")
+        return _check_batch_split(self)
 
     @property
     def source(self) -> str:
         """The model as named: ``model``, else ``model_path``."""
         return self.model if self.model is not None else str(self.model_path)
+
+
+def _check_batch_split(cfg: TinyStudentConfig | HFStudentConfig) -> TinyStudentConfig | HFStudentConfig:
+    """``cfg`` unchanged, unless its global batch does not split evenly over its training processes."""
+    if cfg.batch_size % cfg.train_processes:
+        raise ValueError(f"batch_size {cfg.batch_size} does not split over train_processes "
+                         f"{cfg.train_processes}: each process takes batch_size / train_processes examples a "
+                         "step; make batch_size a multiple of train_processes")
+    return cfg
 
 
 class PluginStudentConfig(PluginSpec):
@@ -190,3 +214,43 @@ class BackendConfig(Config):
         if self.serving == "merged" and self.restart_per_version:
             raise ValueError("serving: merged already starts an engine per version; drop restart_per_version")
         return self
+
+
+def check_devices(student: StudentConfig, backend: BackendConfig) -> None:
+    """Raise ``ConfigError`` naming the field and the fix when ``student`` or ``backend`` asks for more GPUs
+    than torch sees here (``CUDA_VISIBLE_DEVICES`` counts).
+
+    What asks for GPUs: a managed ``vllm serve`` with ``tensor_parallel_size x data_parallel_size`` > 1,
+    and a Hugging Face student training on CUDA in ``train_processes`` > 1 processes (one GPU each) or
+    with ``deepspeed_zero``. Checked where a run is assembled rather than when a config is read, so a
+    GPU run's saved config still loads (``tutorkd report``) on a machine without them. Torch is imported
+    only when one of these asks for more than one GPU or for DeepSpeed.
+    """
+    wanted: list[tuple[str, int, str]] = []  # (fields as written, GPUs they need, how to need fewer)
+    if (gpus := backend.tensor_parallel_size * backend.data_parallel_size) > 1:
+        wanted.append((f"backend.tensor_parallel_size: {backend.tensor_parallel_size} x "
+                       f"backend.data_parallel_size: {backend.data_parallel_size}", gpus,
+                       "lower them (their product is the GPUs the student's server takes)"))
+    hf = student if isinstance(student, HFStudentConfig) else None
+    spread = hf is not None and hf.device != "cpu" and (
+        hf.train_processes > 1 or hf.deepspeed_zero is not None)
+    if not wanted and not spread:
+        return
+    import torch
+
+    visible = torch.cuda.device_count()
+    # Why "auto" counts only with a GPU visible: without one it trains in processes on the CPU (gloo).
+    if hf is not None and spread and (hf.device == "cuda" or visible > 0 or hf.deepspeed_zero is not None):
+        field = f"student.train_processes: {hf.train_processes}"
+        if hf.deepspeed_zero is not None:
+            wanted.append((f"{field} with student.deepspeed_zero: {hf.deepspeed_zero}", hf.train_processes,
+                           "lower train_processes, or drop deepspeed_zero and set device: cpu"))
+        else:
+            wanted.append((field, hf.train_processes,
+                           "lower it, or set student.device: cpu to train in processes on the CPU"))
+    shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+    where = f" (CUDA_VISIBLE_DEVICES={shown})" if shown is not None else ""
+    for fields, need, fix in wanted:
+        if need > visible:
+            raise ConfigError(f"{fields} needs {need} GPU{'s' * (need > 1)}, but torch sees {visible}"
+                              f"{where}: {fix}; or run where {need} {'are' if need > 1 else 'is'} visible")

@@ -22,6 +22,7 @@ from tutorkd.students.pretrain import MAX_LENGTH, torch_threads
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
+    from trl import SFTTrainer
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def train_lora(
     seed: int = 0,
     max_length: int = MAX_LENGTH,
     device: Literal["cpu", "cuda"] = "cpu",
+    launch_dir: str | Path | None = None,
 ) -> TrainStats:
     """Train an adapter on ``pairs`` (loss on completions only) and save it to ``out_dir``.
 
@@ -107,6 +109,53 @@ def train_lora(
     written to a temporary folder and renamed to ``out_dir`` once complete; ``out_dir`` must not exist
     yet (an adapter's weights never change under its path). Loading and training show as one
     ``tutorkd.progress`` task, advanced per optimizer step.
+
+    With ``cfg.train_processes`` > 1 (or DeepSpeed) the training runs in processes of its own, launched
+    through ``accelerate launch`` (``tutorkd.students.distributed``); its config, job and log go to
+    ``launch_dir`` (default: ``.launch-<name>`` beside ``out_dir``).
+    """
+    if not pairs:
+        raise ValueError("no training pairs; a LoRA needs at least one (prompt, completion)")
+    if cfg.train_processes > 1 or getattr(cfg, "deepspeed_zero", None) is not None:
+        from tutorkd.students.distributed import train_lora_launched
+
+        out_dir = Path(out_dir)
+        return train_lora_launched(base_dir, pairs, out_dir, cfg, init_adapter=init_adapter, seed=seed,
+                                   max_length=max_length, device=device,
+                                   launch_dir=launch_dir or out_dir.with_name(f".launch-{out_dir.name}"))
+    started = time.monotonic()
+    task = progress.task(f"training a LoRA adapter on {len(pairs)} examples")
+    with staging_dir(Path(out_dir), "adapter") as tmp, task as bar:
+        with torch_threads():
+            trainer = lora_trainer(base_dir, pairs, tmp / "trainer", cfg, init_adapter=init_adapter,
+                                   seed=seed, max_length=max_length, device=device)
+            trainer.add_callback(report_steps(bar))
+            trainer.train()
+            trainer.model.save_pretrained(tmp / "adapter")
+        check_servable(tmp / "adapter")
+        (tmp / "adapter").rename(out_dir)
+    losses = tuple(float(h["loss"]) for h in trainer.state.log_history if "loss" in h)
+    return train_stats(len(pairs), trainer.state.global_step, time.monotonic() - started, losses)
+
+
+def lora_trainer(
+    base_dir: str | Path,
+    pairs: Sequence[tuple[str, str]],
+    output_dir: Path,
+    cfg: TinyStudentConfig | HFStudentConfig,
+    *,
+    init_adapter: str | Path | None,
+    seed: int,
+    max_length: int,
+    device: Literal["cpu", "cuda"],
+    batch_size: int | None = None,
+) -> SFTTrainer:
+    """The TRL ``SFTTrainer`` of one LoRA training, ready to ``train()``: the base in ``base_dir`` with a
+    fresh adapter (or ``init_adapter``), ``pairs`` as its dataset, no printing callback.
+
+    ``batch_size`` is the per-process batch (default ``cfg.batch_size``: one process). The same for the
+    in-process training and each rank of a launched one (``tutorkd.students.lora_worker``), so the two
+    differ only in how the batch is split.
     """
     import datasets
     import torch
@@ -114,68 +163,60 @@ def train_lora(
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
-    if not pairs:
-        raise ValueError("no training pairs; a LoRA needs at least one (prompt, completion)")
-    started = time.monotonic()
-    task = progress.task(f"training a LoRA adapter on {len(pairs)} examples")
-    with staging_dir(Path(out_dir), "adapter") as tmp, task as bar:
-        with torch_threads():
-            # Why seed here: PEFT draws the fresh adapter's initial weights before the trainer seeds.
-            set_seed(seed)
-            tokenizer = AutoTokenizer.from_pretrained(base_dir)
-            model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-            peft_config = None
-            if init_adapter is not None:
-                model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
-            else:
-                peft_config = LoraConfig(
-                    r=cfg.lora_rank,
-                    lora_alpha=cfg.lora_alpha,
-                    lora_dropout=0.0,
-                    target_modules="all-linear",
-                    modules_to_save=None,
-                    use_dora=False,
-                    task_type="CAUSAL_LM",
-                )
-            dataset = datasets.Dataset.from_dict(
-                {"prompt": [p for p, _ in pairs], "completion": [c for _, c in pairs]}
-            )
-            args = SFTConfig(
-                **trainer_args(
-                    tmp / "trainer",
-                    cuda=device == "cuda",
-                    learning_rate=cfg.learning_rate,
-                    epochs=cfg.epochs,
-                    batch_size=cfg.batch_size,
-                    seed=seed,
-                    max_length=max_length,
-                ),
-                completion_only_loss=True,
-            )
-            # Why: one progress bar per dataset pass is noise inside a teaching loop's own progress.
-            datasets.disable_progress_bars()
-            trainer = SFTTrainer(
-                model=model,
-                args=args,
-                train_dataset=dataset,
-                processing_class=tokenizer,
-                peft_config=peft_config,
-            )
-            trainer.remove_callback(PrinterCallback)
-            trainer.add_callback(report_steps(bar))
-            trainer.train()
-            trainer.model.save_pretrained(tmp / "adapter")
-        _check_servable(tmp / "adapter")
-        (tmp / "adapter").rename(out_dir)
-    losses = tuple(float(h["loss"]) for h in trainer.state.log_history if "loss" in h)
-    stats = TrainStats(
-        examples=len(pairs),
-        steps=trainer.state.global_step,
-        seconds=time.monotonic() - started,
-        first_loss=losses[0],
-        last_loss=losses[-1],
-        losses=losses,
+    # Why seed here: PEFT draws the fresh adapter's initial weights before the trainer seeds.
+    set_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    peft_config = None
+    if init_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    else:
+        peft_config = LoraConfig(
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=0.0,
+            target_modules="all-linear",
+            modules_to_save=None,
+            use_dora=False,
+            task_type="CAUSAL_LM",
+        )
+    dataset = datasets.Dataset.from_dict(
+        {"prompt": [p for p, _ in pairs], "completion": [c for _, c in pairs]}
     )
+    args = SFTConfig(
+        **trainer_args(
+            output_dir,
+            cuda=device == "cuda",
+            learning_rate=cfg.learning_rate,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size if batch_size is None else batch_size,
+            seed=seed,
+            max_length=max_length,
+        ),
+        completion_only_loss=True,
+        # Why: every LoRA weight takes part in each forward pass, so DDP's search for unused ones (its
+        # default without gradient checkpointing) would only cost a graph traversal per step.
+        ddp_find_unused_parameters=False,
+    )
+    # Why: one progress bar per dataset pass is noise inside a teaching loop's own progress.
+    datasets.disable_progress_bars()
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def train_stats(examples: int, steps: int, seconds: float, losses: Sequence[float]) -> TrainStats:
+    """The ``TrainStats`` of a finished training (``losses``: one per optimizer step), logged."""
+    if not losses:
+        raise RuntimeError(f"the trainer logged no loss in {steps} steps on {examples} examples")
+    stats = TrainStats(examples=examples, steps=steps, seconds=seconds, first_loss=losses[0],
+                       last_loss=losses[-1], losses=tuple(losses))
     log.info(
         "LoRA trained on %d pairs: %d steps in %.1f s, loss %.3f -> %.3f",
         stats.examples,
@@ -187,7 +228,7 @@ def train_lora(
     return stats
 
 
-def _check_servable(adapter_dir: Path) -> None:
+def check_servable(adapter_dir: Path) -> None:
     """Raise unless the saved adapter is plain LoRA that vLLM can load."""
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     if config.get("modules_to_save") or config.get("use_dora") or config.get("trainable_token_indices"):

@@ -32,7 +32,8 @@ class LoRAStudent:
 
     Implements ``tutorkd.protocols.Student``. Answers are greedy, through ``backend`` (which serves
     every version from one engine); training runs TRL on the CPU and saves the adapter of round ``r``
-    under ``work_dir/adapters/r{r}``, with vLLM LoRA id ``r``.
+    under ``work_dir/adapters/r{r}``, with vLLM LoRA id ``r``. With ``cfg.train_processes`` > 1 the
+    training runs in processes of its own, launched from ``work_dir/train/r{r}`` (its config and log).
 
     ``confidence`` is the probability of the answer: exp of the summed logprobs of the tokens after
     the first ``A:`` (the span that ``Domain.check`` parses) plus the token that closes it (whitespace
@@ -137,6 +138,7 @@ class LoRAStudent:
                 seed=self.seed + round,
                 max_length=self.max_length,
                 device=self.device,
+                launch_dir=self.work_dir / "train" / f"r{round}",
             )
         finally:
             if self.phases is not None:
