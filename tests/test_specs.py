@@ -19,6 +19,7 @@ from tutorkd.config import (
     ConfigError,
     GenerateConfig,
     RunConfig,
+    SweepConfig,
     TeacherConfig,
     load_config,
 )
@@ -42,6 +43,7 @@ SPEC_FOLDERS: dict[str, SpecFolder] = {
     "examples": SpecFolder(TeacherConfig, "tutorkd teach --teacher {path}"),
     "generate": SpecFolder(GenerateConfig, "tutorkd generate {path}"),
     "recipes": SpecFolder(RunConfig, "tutorkd teach {path}"),
+    "sweeps": SpecFolder(SweepConfig, "tutorkd sweep {path}"),
 }
 """Every folder at the repository root with YAML specs in it (specs lie directly in their folder)."""
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from tutorkd.cli_config import config_app
 from tutorkd.config import ConfigError, RunConfig, format_validation_error, load_config
+from tutorkd.scale.command import sweep
 
 app = typer.Typer(
     help="tutorkd: teacher agents that model their student and generate tailored training data.",
@@ -367,6 +368,10 @@ def generate(
         return
     console.print((out / "README.md").read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"dataset: [cyan]{out}[/]", soft_wrap=True)
+
+
+app.command()(sweep)  # its body lives in tutorkd/scale/command.py
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import typer
 from pydantic import BaseModel
 
-from tutorkd.config import ConfigError, GenerateConfig, RunConfig
+from tutorkd.config import ConfigError, GenerateConfig, RunConfig, SweepConfig
 from tutorkd.config.reference import json_schema, render_config
 
 config_app = typer.Typer(
@@ -23,10 +23,10 @@ config_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Command = Literal["teach", "generate", "eval"]
+Command = Literal["teach", "generate", "eval", "sweep"]
 CommandArg = Annotated[Command, typer.Argument(
-    help="Whose config: teach (a run config, RunConfig), generate (a generate spec, GenerateConfig) or "
-         "eval (an eval suite, EvalConfig).")]
+    help="Whose config: teach (a run config, RunConfig), generate (a generate spec, GenerateConfig), "
+         "eval (an eval suite, EvalConfig) or sweep (a grid of runs, SweepConfig).")]
 
 
 def root_model(command: Command) -> type[BaseModel]:
@@ -36,7 +36,7 @@ def root_model(command: Command) -> type[BaseModel]:
         from tutorkd.evals.suite import EvalConfig
 
         return EvalConfig
-    return {"teach": RunConfig, "generate": GenerateConfig}[command]
+    return {"teach": RunConfig, "generate": GenerateConfig, "sweep": SweepConfig}[command]
 
 
 def _fail(message: str) -> None:

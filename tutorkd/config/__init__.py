@@ -7,7 +7,7 @@ repository's ``environments/`` and ``agents/`` folders (``resolve_spec``).
 
 Modules: ``base`` (``Config``, YAML loading, error messages), ``fields`` (field types several configs
 share), ``environment``, ``teacher``, ``student`` (students and the serving backend), ``run`` and
-``generate``. Every public name is re-exported here.
+``generate``, ``sweep`` (a grid of runs). Every public name is re-exported here.
 """
 
 from tutorkd.config.base import (
@@ -23,6 +23,7 @@ from tutorkd.config.environment import ENV_SPEC, ArithmeticEnvConfig, DatasetEnv
 from tutorkd.config.generate import AlignConfig, ArteConfig, GenerateConfig, PerSynConfig, TeacherLMConfig
 from tutorkd.config.run import RunConfig
 from tutorkd.config.student import BackendConfig, HFStudentConfig, StudentConfig, TinyStudentConfig
+from tutorkd.config.sweep import GridPoint, Resources, SweepConfig
 from tutorkd.config.teacher import (
     SkillPolicyConfig,
     StatConfig,
@@ -43,12 +44,15 @@ __all__ = [
     "DatasetEnvConfig",
     "EnvConfig",
     "GenerateConfig",
+    "GridPoint",
     "HFStudentConfig",
     "PerSynConfig",
+    "Resources",
     "RunConfig",
     "SkillPolicyConfig",
     "StatConfig",
     "StudentConfig",
+    "SweepConfig",
     "TPDConfig",
     "TeacherConfig",
     "TeacherLLMConfig",

@@ -27,7 +27,8 @@ from pydantic_core import to_jsonable_python
 from tutorkd.config.base import Config, ConfigError, default_kind, resolve_spec
 from tutorkd.config.run import RunConfig
 
-ROOT_COMMANDS = {"RunConfig": "teach", "GenerateConfig": "generate", "EvalConfig": "eval"}
+ROOT_COMMANDS = {"RunConfig": "teach", "GenerateConfig": "generate", "EvalConfig": "eval",
+                 "SweepConfig": "sweep"}
 """The command whose config each root model is; by name, because ``EvalConfig`` lives in
 ``tutorkd.evals``, above this package."""
 
