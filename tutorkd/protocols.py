@@ -56,6 +56,12 @@ class Completion(Record):
     """Logprob of each generated token, when ``SamplingConfig.logprobs`` was set."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    failure: str | None = None
+    """Why the request failed after its retries (``None``: it was answered); the text is then empty and must
+    never become data. Kinds: ``http_<status>`` (``http_500``, ``http_429``), ``timeout``, ``connection``,
+    ``empty`` (a 200 response with no choices or no text) and ``malformed_body`` (a 200 response whose body
+    is not the expected JSON, e.g. truncated). Only a backend built to count failures sets it
+    (``OpenAIBackend(on_failure="count")``, a teacher's); the others raise."""
 
 
 class Backend(Protocol):

@@ -3,7 +3,10 @@
 LLM skill-list/tree policies, STAT's LLM labeller and solver, TPD's principle generator, PerSyn's LLM
 writer and LLM skill discovery all prompt a model through ``StructuredLLM``: its engine starts on the
 first call, its token usage is counted (a teacher view), and ``ask`` returns each answer validated as a
-pydantic model, or the kind of error, never raising on malformed output.
+pydantic model, or the kind of error, never raising on malformed output. A request the backend reports
+as failed (``Completion.failure``: an HTTP error, a timeout, an empty or truncated body after the
+client's retries) is never parsed: it is counted in ``failures`` and comes back from ``ask`` as the error
+``request_failed:<kind>``, so teachers count it and fall back exactly as for malformed output.
 
 A local chat model (``prompt_format`` ``chat``, or ``auto`` with a tokenizer that has a chat template)
 gets each prompt as one user message rendered by its chat template: instruction-tuned models such as
@@ -14,10 +17,12 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,15 +33,18 @@ from tutorkd.schema import Record, TeacherUsage
 if TYPE_CHECKING:
     from tutorkd.environments.chat import ChatRenderer
 
+log = logging.getLogger(__name__)
+
 M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
 class Reply(Generic[M]):
-    """One validated LLM answer: ``value`` when it parsed, else the ``error`` kind."""
+    """One validated LLM answer: ``value`` when it parsed, else the ``error`` kind: ``invalid_json``,
+    ``schema``, or ``request_failed:<kind>`` (``Completion.failure``: no answer came back)."""
 
     value: M | None
-    error: Literal["invalid_json", "schema"] | None
+    error: str | None
     text: str
 
 
@@ -58,6 +66,9 @@ class StructuredLLM:
         self.params, self.structured = params, structured
         self.usage = TeacherUsage()
         """Tokens and calls since the last ``views``."""
+        self.failures: Counter[str] = Counter()
+        """Requests that failed after the backend's retries, by ``Completion.failure`` kind, since the
+        LLM was made."""
 
     @classmethod
     def from_config(cls, cfg: TeacherLLMConfig) -> StructuredLLM:
@@ -99,10 +110,14 @@ class StructuredLLM:
     def generate(self, prompts: Sequence[str], params: SamplingConfig, *,
                  rendered: bool = False) -> list[Completion]:
         """Completions, counted in ``usage``; each prompt goes through ``render`` unless ``rendered``
-        (already the model's own text, e.g. a chat domain's prompt)."""
+        (already the model's own text, e.g. a chat domain's prompt). A failed request (``failure`` set)
+        comes back with empty text, counted in ``failures``."""
         backend = self.start()
         sent = list(prompts) if rendered else [self.render(p) for p in prompts]
         out = backend.generate(sent, params)
+        for completion in out:
+            if completion.failure is not None:
+                self.failures[completion.failure] += 1
         self.usage = TeacherUsage(tokens_in=self.usage.tokens_in + sum(c.prompt_tokens for c in out),
                                   tokens_out=self.usage.tokens_out + sum(c.completion_tokens for c in out),
                                   calls=self.usage.calls + len(out))
@@ -115,6 +130,13 @@ class StructuredLLM:
             params = params.model_copy(update={"json_schema": json.dumps(schema)})
         replies = []
         for completion in self.generate(prompts, params):
+            if completion.failure is not None:
+                # Why before parsing: a failed request is no answer, whatever its text would parse to. Why
+                # info: the backend already warned about the failure itself.
+                error = f"request_failed:{completion.failure}"
+                log.info("teacher LLM request failed (%s): an invalid reply, not parsed", completion.failure)
+                replies.append(Reply(None, error, completion.text))
+                continue
             text = completion.text
             if not self.structured:
                 text = text[text.find("{"): text.rfind("}") + 1]

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from tutorkd.llm import core_claims
+
 log = logging.getLogger(__name__)
 
 BASE_NAME = "base"
@@ -38,6 +40,14 @@ def _sleep_mode_available() -> bool:
     from vllm.platforms import current_platform
 
     return current_platform.is_sleep_mode_available()
+
+
+def _on_cpu() -> bool:
+    # Why the parent may ask: the server child inherits this environment, and vLLM picks its platform
+    # from the installed build and VLLM_TARGET_DEVICE, the same in both.
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
 
 
 def free_port() -> int:
@@ -95,11 +105,17 @@ class VLLMServer:
             log_file = Path(tempfile.mkdtemp(prefix="tutorkd-vllm-")) / "server.log"
         self.log_file = Path(log_file)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        # Why claim the cores: a second engine on the same CPU cores slows both about 10x, silently. The
+        # server inherits the claim's locked file, so the claim lives while the server does, even if
+        # this process dies first.
+        described = f"vllm serve of {model} on port {self.port} (log {self.log_file})"
+        bind = env.get(core_claims.BIND_ENV)
+        self._cores = core_claims.claim_engine(described, bind) if _on_cpu() else None
         log.info("starting vLLM server on port %d (log: %s): %s", self.port, self.log_file, " ".join(cmd))
-        with open(self.log_file, "ab") as out:
+        with open(self.log_file, "ab") as out, core_claims.released_on_error(self._cores):
             self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                start_new_session=True, pass_fds=() if self._cores is None else (self._cores.fileno(),))
         atexit.register(self.close)
         self._wait_healthy(startup_timeout_s)
 
@@ -159,6 +175,8 @@ class VLLMServer:
         except subprocess.TimeoutExpired:
             self._signal_group(proc, signal.SIGKILL)
             proc.wait()
+        if self._cores is not None:
+            self._cores.close()
 
     @staticmethod
     def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
