@@ -21,8 +21,8 @@ import tutorkd.io
 import tutorkd.loop
 from tutorkd.cli import main
 
-node, round_, nth = os.environ.pop("TUTORKD_KILL_AT").split(":")
-TARGET, NTH = (node, int(round_)), int(nth)
+TARGET: tuple[str, int] = ("", 0)
+NTH = 0
 current: dict = {"node": None, "writes": 0}
 
 
@@ -63,9 +63,14 @@ def watched(name: str):
     return run
 
 
-# Why both: write_json/write_jsonl look atomic_write_text up in tutorkd.io; the loop imported its own name.
-tutorkd.io.atomic_write_text = tutorkd.loop.atomic_write_text = torn_write
-for name in ("evaluate", "plan", "generate", "verify", "train", "finish"):
-    setattr(tutorkd.loop.TeachingLoop, f"_{name}", watched(name))
-sys.argv = ["tutorkd", *sys.argv[1:]]
-main()
+# Why guarded: a vLLM engine core started as a spawned child process (VLLM_ENABLE_V1_MULTIPROCESSING=1)
+# imports this file again as ``__mp_main__``; it must neither read the popped variable nor run the CLI.
+if __name__ == "__main__":
+    node, round_, nth = os.environ.pop("TUTORKD_KILL_AT").split(":")
+    TARGET, NTH = (node, int(round_)), int(nth)
+    # Why both: write_json/write_jsonl look atomic_write_text up in tutorkd.io; the loop imported its own.
+    tutorkd.io.atomic_write_text = tutorkd.loop.atomic_write_text = torn_write
+    for name in ("evaluate", "plan", "generate", "verify", "train", "finish"):
+        setattr(tutorkd.loop.TeachingLoop, f"_{name}", watched(name))
+    sys.argv = ["tutorkd", *sys.argv[1:]]
+    main()

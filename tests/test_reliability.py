@@ -255,3 +255,27 @@ def test_two_uninterrupted_runs_write_the_same_files(reference, tmp_path: Path) 
     assert_identical(ref_dir, run_dir)
     same = {hashlib.sha256((d / "heldout.json").read_bytes()).hexdigest() for d in (ref_dir, run_dir)}
     assert len(same) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Processes a killed run leaves behind
+
+
+def test_leftovers_finds_the_children_a_killed_process_left_even_outside_its_session() -> None:
+    """The harness's count of processes a kill left alive (an engine core outliving its run): a child in
+    the killed process's session, and one that left it with ``setsid``, found by the inherited tag alone."""
+    import time
+
+    harness = sys.modules["teach_harness"]  # the module reliability.py imported from benchmarks/
+    tag = f"test-{os.getpid()}-{time.time_ns()}"
+    parent = subprocess.Popen(["sh", "-c", "sleep 67 & setsid sleep 68 & wait"], start_new_session=True,
+                              env={**os.environ, harness.TAG: tag})
+    deadline = time.monotonic() + 10
+    while len(harness.descendants(parent.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(parent.pid, 9)  # the parent alone, as a kill inside a write does: its children live on
+    parent.wait()
+    # No descendants given: "sleep 68", in a session of its own, is found by the tag alone.
+    left = harness.leftovers(parent.pid, tag, grace=0.2)
+    assert sorted(p["cmdline"] for p in left) == ["sleep 67", "sleep 68"], left
+    assert harness.leftovers(parent.pid, tag, grace=5) == []  # and both were killed (zombies do not count)
