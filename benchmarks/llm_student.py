@@ -2,7 +2,9 @@
 
 Runs ``recipes/arithmetic-smollm2.yaml`` with the uniform teacher and with DataEnvGym's skill-tree
 teacher (the same examples per round for both), for each seed, one run at a time in this process, and
-writes ``benchmarks/results/llm_student.json``:
+writes ``benchmarks/results/llm_student.json``. ``--teachers tpd open-ended`` adds TPD's variant d
+(training data from the principles it discovers in the student's errors, ``agents/tpd.yaml``) and
+DataEnvGym's open-ended baseline, both at the open-ended level (they read errors only). Reported:
 
 - the base model's per-skill test accuracy and format-error rate (replies with no readable answer,
   counted apart from wrong answers);
@@ -10,12 +12,16 @@ writes ``benchmarks/results/llm_student.json``:
   on, wall time per phase (prepare: model conversion, held-out sets and the first engine; evaluate;
   train; generate: plan, generate and verify), and the process's peak RSS;
 - the acceptance check of issue 20: weak skills (base accuracy < 0.5) gaining >= 10 points after the
-  last round, strong skills losing no more than 5.
+  last round, strong skills losing no more than 5;
+- each teacher's final accuracy minus uniform's and open-ended's, paired by seed.
 
 Run it (about 15 minutes per run on 2 cores; 6 runs by default):
     python benchmarks/llm_student.py
     python benchmarks/llm_student.py --seeds 0 --teachers uniform   # one run
     python benchmarks/llm_student.py --seeds 1 2 --add-to benchmarks/results/llm_student.json
+    python benchmarks/llm_student.py --teachers tpd open-ended --add-by teacher \
+        --add-to benchmarks/results/llm_student.json
+    python benchmarks/llm_student.py --resummarize       # the summary again, from the saved runs
 """
 
 from __future__ import annotations
@@ -45,7 +51,12 @@ RECIPE = REPO / "recipes" / "arithmetic-smollm2.yaml"
 TEACHERS = {
     "uniform": {"name": "uniform", "policy": "uniform", "engine": "procedural"},
     "skill-tree": None,  # the recipe's own teacher
+    # TPD variant d (training data from principles) and DataEnvGym's open-ended baseline, as in
+    # agents/tpd.yaml and agents/open-ended.yaml; both read only errors, so they run at the open-ended level
+    "tpd": {"name": "tpd", "policy": "tpd", "engine": "discriminating"},
+    "open-ended": {"name": "open-ended", "policy": "error_driven", "engine": "procedural"},
 }
+LEVELS = {"tpd": "open_ended", "open-ended": "open_ended"}  # the others: the recipe's skill_tree
 WEAK_BELOW, GAIN, DROP = 0.5, 0.10, 0.05
 
 
@@ -57,6 +68,8 @@ def config(teacher: str, seed: int, runs_root: Path, args) -> dict:
         cfg["teacher"] = {**TEACHERS[teacher], "per_round": base_teacher["per_round"],
                           "style": base_teacher["style"]}
     cfg["teacher"]["per_round"] = args.per_round
+    if teacher in LEVELS:
+        cfg["environment"]["level"] = LEVELS[teacher]
     cfg["environment"].update(rounds=args.rounds, test_per_skill=args.test_per_skill,
                               val_per_skill=args.val_per_skill, budget=args.per_round * args.rounds)
     cfg.update(seed=seed, runs_root=str(runs_root))
@@ -140,28 +153,55 @@ def summarize(runs: list[dict], teachers: list[str], last: int) -> dict:
                                 for k in mine[0]["phases_s"]},
             "peak_rss_gib_max": max(r["peak_rss_gib"] for r in mine),
         }
+    # Paired by seed (each seed has its own held-out set): how each teacher's final overall accuracy,
+    # here the mean over weak skills (every skill starts weak), compares with the baselines'.
+    final = {(r["teacher"], r["seed"]): r["rounds"][last]["overall"] for r in runs}
+    for teacher, row in out["teachers"].items():
+        for baseline in ("uniform", "open-ended"):
+            if baseline == teacher or baseline not in out["teachers"]:
+                continue
+            diffs = [round(final[teacher, s] - final[baseline, s], 4) for s in row["seeds"]
+                     if (baseline, s) in final]
+            row[f"overall_minus_{baseline}_per_seed"] = diffs
+            row[f"beats_{baseline}_all_seeds"] = bool(diffs) and all(d > 0 for d in diffs)
     return out
 
 
 def main() -> None:
     p = parser(__doc__, seeds=[0, 1, 2], rounds=2, test_per_skill=300, val_per_skill=30, per_round=240,
                out=RESULTS / "llm_student.json")
-    p.add_argument("--teachers", nargs="+", default=list(TEACHERS), choices=list(TEACHERS))
+    p.add_argument("--teachers", nargs="+", default=["uniform", "skill-tree"], choices=list(TEACHERS))
     p.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
     p.add_argument("--add-to", type=Path, default=None,
-                   help="an earlier result file with the same options: keep its runs of other seeds")
+                   help="an earlier result file with the same options: keep its runs of other seeds "
+                        "(or, with --add-by teacher, of other teachers)")
+    p.add_argument("--add-by", choices=("seed", "teacher"), default="seed")
+    p.add_argument("--resummarize", action="store_true",
+                   help="run nothing: recompute the summary (and plot) of --out from its runs")
     args = p.parse_args()
+    if args.resummarize:
+        result = json.loads(args.out.read_text())
+        config = result["config"]
+        result["summary"] = summarize(result["runs"], config["teachers"], config["rounds"])
+        write_result(result, args.out, lambda png: figures.llm_student(result["summary"], png))
+        return
     config = {"recipe": str(RECIPE.relative_to(REPO)), "rounds": args.rounds,
               "test_per_skill": args.test_per_skill, "val_per_skill": args.val_per_skill,
               "per_round": args.per_round, "teachers": args.teachers}
-    earlier = kept_runs(args.add_to, config, args.seeds, arm="seed") if args.add_to else []
+    earlier = []
+    if args.add_to and args.add_by == "seed":
+        earlier = kept_runs(args.add_to, config, args.seeds, arm="seed")
+    elif args.add_to:  # the same seeds, other teachers: their config lists the seeds, not these teachers
+        earlier = kept_runs(args.add_to, {k: v for k, v in config.items() if k != "teachers"}
+                            | {"seeds": sorted(args.seeds)}, args.teachers, arm="teacher")
+    teachers = list(dict.fromkeys([r["teacher"] for r in earlier] + args.teachers))
     with scratch("llm-student-", args.keep) as root:
         runs = run_matrix(args.seeds, args.teachers, lambda t, s: one_run(t, s, root, args))
-    runs = sorted(earlier + runs, key=lambda r: (r["seed"], args.teachers.index(r["teacher"])))
+    runs = sorted(earlier + runs, key=lambda r: (r["seed"], teachers.index(r["teacher"])))
     seeds = sorted({r["seed"] for r in runs})
     result = header("llm_student") | {
-        "config": config | {"seeds": seeds},
-        "summary": summarize(runs, args.teachers, args.rounds),
+        "config": config | {"seeds": seeds, "teachers": teachers},
+        "summary": summarize(runs, teachers, args.rounds),
         "runs": runs,
     }
     summary = result["summary"]
