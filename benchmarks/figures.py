@@ -221,3 +221,26 @@ def principles_llm(result: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
+
+
+def multiturn_llm(summary: dict, out: Path) -> None:
+    """``multiturn_llm.py``: per condition, the single-turn utility of its training items (in context)
+    beside the test-accuracy gain training on them gave (medians over seeds)."""
+    plt = common.pyplot()
+    names = list(summary["conditions"])
+    single = [summary["conditions"][c]["single_turn_utility"] for c in names]
+    gain = [summary["conditions"][c]["test_gain"] for c in names]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    ax.bar(x - 0.2, single, 0.4, label="single turn: accuracy with explanation - alone (training items)")
+    ax.bar(x + 0.2, gain, 0.4, label="multi turn: test accuracy gain after training on them")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, names)
+    base = summary["base_accuracy"]
+    ax.set_title(f"SmolLM2: in-context utility vs what training teaches (base {base:.3f})")
+    ax.set_ylabel("accuracy difference (median over seeds)")
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
