@@ -31,6 +31,7 @@ bit, ``compare`` reports by how much it differs; lost and duplicated examples ar
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -310,9 +311,12 @@ def main() -> None:
              **common.machine_info(("omp_num_threads", "python", "machine", "cpus"))}
     timeline_out = [{"node": s[0], "round": s[1], "start_s": round(a, 3), "end_s": round(b, 3)}
                     for s, (a, b) in timeline.items()]
+    # Why kept: server_faults.py adds its sections to the same file; a new kill run must not drop them.
+    kept = {k: v for k, v in (json.loads(out.read_text()) if out.is_file() else {}).items()
+            if k in ("server_faults", "cache_faults")}
     common.write_result({"benchmark": "reliability", "summary": summary, "setup": setup,
                          "reference_timeline": timeline_out, "determinism": determinism,
-                         "kill_points": points, "runs": runs, "failed_runs": failed}, out)
+                         "kill_points": points, "runs": runs, "failed_runs": failed, **kept}, out)
     common.print_table({k: {"value": v} for k, v in summary.items() if not isinstance(v, dict)})
     common.print_table(summary["per_node"], title="per node hit")
     print(f"run directories under {root}")

@@ -35,7 +35,9 @@ import common
 import figures
 
 RESULTS = common.RESULTS / "teaching_efficiency.json"
-TEACHERS = ("uniform", "open-ended", "skill-list", "skill-tree", "stat-sel", "stat-syn")
+TEACHERS = ("uniform", "open-ended", "skill-list", "skill-tree", "stat-sel", "stat-syn", "progress")
+FORGET = 0.05
+"""The most a strong skill may fall below its base test accuracy at any round (issue 17's guard)."""
 
 
 def run_once(args, teacher: str, seed: int, root: Path) -> dict:
@@ -92,6 +94,17 @@ def examples_to(target: float, points: list[tuple[int, float]]) -> float | None:
     return float(points[0][0]) if points and points[0][1] >= target else None
 
 
+def first_measured(target: float, points: list[tuple[int, float]]) -> int | None:
+    """Examples at the first evaluated round whose accuracy is at least ``target`` (no interpolation)."""
+    return next((x for x, y in points if y >= target), None)
+
+
+def strong_drop(rounds: list[dict], strong: list[str]) -> float:
+    """The largest fall of any strong skill below its base test accuracy, over every round."""
+    base = rounds[0]["test_per_skill"]
+    return max((base[s] - x["test_per_skill"][s] for x in rounds[1:] for s in strong), default=0.0)
+
+
 def summarise(runs: list[dict], weak: list[str], strong: list[str], target_arg: str) -> dict:
     """Per teacher and round: median/min/max over seeds of each accuracy; examples to the target."""
     spread = common.spread
@@ -112,8 +125,10 @@ def summarise(runs: list[dict], weak: list[str], strong: list[str], target_arg: 
     for t in teachers:
         mine = [r for r in runs if r["teacher"] == t]
         for r in mine:
-            r["examples_to_target"] = examples_to(target, [(x["examples"], x["weak_accuracy"])
-                                                           for x in r["rounds"]])
+            curve = [(x["examples"], x["weak_accuracy"]) for x in r["rounds"]]
+            r["examples_to_target"] = examples_to(target, curve)
+            r["examples_to_target_measured"] = first_measured(target, curve)
+            r["max_strong_drop"] = strong_drop(r["rounds"], strong)
             weak_seen = [sum(n for x in r["rounds"][1:k + 1] for s, n in x["examples_per_skill"].items()
                              if s in weak) for k in range(len(r["rounds"]))]
             r["weak_share_of_examples"] = weak_seen[-1] / r["rounds"][-1]["examples"]
@@ -126,8 +141,31 @@ def summarise(runs: list[dict], weak: list[str], strong: list[str], target_arg: 
         out["teachers"][t] = {"examples_to_target": spread([r["examples_to_target"] for r in mine]),
                               "weak_share_of_examples": spread([r["weak_share_of_examples"] for r in mine]),
                               "weak_examples_to_target": spread([r["weak_examples_to_target"] for r in mine]),
+                              "examples_to_target_measured": spread([r["examples_to_target_measured"]
+                                                                     for r in mine]),
+                              "max_strong_drop": spread([r["max_strong_drop"] for r in mine]),
                               "reached": sum(r["examples_to_target"] is not None for r in mine),
                               "seeds": len(mine), "rounds": rounds}
+    return out
+
+
+def acceptance(runs: list[dict], target: float, strong: list[str]) -> dict:
+    """Per teacher and seed, at uniform's median final weak-skill accuracy: the examples of the first
+    measured round at the target over uniform's examples of the same seed (its whole budget: where its
+    final accuracy was measured), and the largest strong-skill fall; ``meets`` says whether every seed
+    is at most 0.25x with no strong skill more than ``FORGET`` below its base."""
+    uniform = {r["seed"]: r["rounds"][-1]["examples"] for r in runs if r["teacher"] == "uniform"}
+    out: dict = {}
+    for t in dict.fromkeys(r["teacher"] for r in runs):
+        rows = []
+        for r in (r for r in runs if r["teacher"] == t):
+            curve = [(x["examples"], x["weak_accuracy"]) for x in r["rounds"]]
+            n = first_measured(target, curve)
+            rows.append({"seed": r["seed"], "examples": n,
+                         "ratio": None if n is None else round(n / uniform[r["seed"]], 4),
+                         "max_strong_drop": round(strong_drop(r["rounds"], strong), 4)})
+        out[t] = {"per_seed": rows, "meets": all(
+            x["ratio"] is not None and x["ratio"] <= 0.25 and x["max_strong_drop"] <= FORGET for x in rows)}
     return out
 
 
@@ -163,11 +201,14 @@ def main() -> None:
         level = summary["teachers"]["uniform"]["rounds"][-1]["weak_accuracy"]["median"]
         at_uniform = summarise(copy.deepcopy(runs), weak, strong, repr(level))
         at_uniform["target_rule"] = "uniform's median final weak-skill accuracy"
+        at_uniform["acceptance"] = acceptance(runs, at_uniform["target"], strong)
     result = {**common.header("teaching_efficiency"), "config": common.config_record(args),
               "base_test_per_skill": base, "weak_skills": weak, "strong_skills": strong,
               "summary": summary, "summary_at_uniform_final": at_uniform, "runs": runs}
     common.write_result(result, args.out, lambda png: figures.teaching_efficiency(summary, png))
     common.print_table({t: {"examples_to_target": s["examples_to_target"]["median"], "reached": s["reached"],
+                            "measured": s["examples_to_target_measured"]["median"],
+                            "strong_drop": s["max_strong_drop"]["max"],
                             "weak_share": s["weak_share_of_examples"]["median"]}
                         for t, s in summary["teachers"].items()},
                        title=f"weak-skill target {summary['target']:.4f} ({summary['target_rule']})")

@@ -111,6 +111,9 @@ def test_accelerate_configs_for_cpu_gpu_and_deepspeed() -> None:
     (TinyStudentConfig(), BackendConfig(kind="openai", tensor_parallel_size=2, data_parallel_size=2), 2,
      "backend.tensor_parallel_size: 2 x backend.data_parallel_size: 2 needs 4 GPUs, but torch sees 2"),
     (TinyStudentConfig(), BackendConfig(kind="openai", tensor_parallel_size=2), 2, None),
+    (TinyStudentConfig(), BackendConfig(tensor_parallel_size=2), 0,  # the in-process engine's own
+     "backend.tensor_parallel_size: 2 x backend.data_parallel_size: 1 needs 2 GPUs, but torch sees 0"),
+    (TinyStudentConfig(), BackendConfig(tensor_parallel_size=2), 2, None),
 ])
 def test_gpus_asked_for_are_checked_against_the_visible_ones(student, backend, visible, error,
                                                              monkeypatch) -> None:
@@ -187,3 +190,36 @@ def test_a_killed_loop_or_launcher_takes_the_ranks_with_it(killed, tiny_base, ti
         time.sleep(0.5)
     assert processes_mentioning(str(launch)) == []
     assert not (tmp_path / "r1").exists()
+
+
+@pytest.mark.parametrize(("fields", "error"), [
+    ({"kind": "vllm", "data_parallel_size": 2}, "no data parallelism; set kind: openai"),
+    ({"kind": "transformers", "tensor_parallel_size": 2}, "shards a vLLM engine"),
+    ({"kind": "openai", "base_url": "http://127.0.0.1:8000/v1", "tensor_parallel_size": 2},
+     "apply to a server tutorkd starts itself"),
+])
+def test_parallel_fields_where_no_engine_can_use_them_fail_with_the_fix(fields, error) -> None:
+    with pytest.raises(ValueError, match=error):
+        BackendConfig(**fields)
+
+
+def test_the_in_process_engine_gets_tensor_parallel_size_only_above_one(monkeypatch, tmp_path) -> None:
+    import vllm
+
+    from tutorkd.llm.vllm_backend import VLLMBackend
+
+    seen: list[dict] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_llm(**kwargs):
+        seen.append(kwargs)
+        raise Stop  # Why: the arguments are the point; no engine is started
+
+    monkeypatch.setattr(vllm, "LLM", fake_llm)
+    for size in (1, 2):
+        with pytest.raises(Stop):
+            VLLMBackend(tmp_path, max_lora_rank=8, tensor_parallel_size=size)
+    assert "tensor_parallel_size" not in seen[0] and seen[1]["tensor_parallel_size"] == 2
+

@@ -20,16 +20,22 @@ DISCOVERED_FILE = "discovered_skills.json"
 LOCK_FILE = ".lock"
 
 
-def new_run_dir(cfg: RunConfig) -> Path:
-    """Create a fresh run directory; an existing one is never reused."""
-    root = Path(cfg.runs_root)
+def writable_folder(path: str | Path, field: str) -> Path:
+    """``path`` as a folder that exists and this process may write in, created if missing; else
+    ``ConfigError`` naming the config ``field`` that gave it and the fix."""
+    root = Path(path)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"runs_root: cannot create {root}: {exc.strerror}; "
-                          "pick a writable folder") from None
+        raise ConfigError(f"{field}: cannot create {root}: {exc.strerror}; pick a writable folder") from None
     if not os.access(root, os.W_OK):
-        raise ConfigError(f"runs_root: {root} is not writable; pick a writable folder with runs_root=...")
+        raise ConfigError(f"{field}: {root} is not writable; pick a writable folder with {field}=...")
+    return root
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    """Create a fresh run directory; an existing one is never reused."""
+    root = writable_folder(cfg.runs_root, "runs_root")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = f"{stamp}-{cfg.teacher.name}-s{cfg.seed}"
     suffix = 1

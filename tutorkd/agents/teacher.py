@@ -27,6 +27,7 @@ from tutorkd.agents.baselines.policies import ErrorDrivenPolicy, UniformPolicy
 from tutorkd.agents.baselines.procedural import ProceduralEngine
 from tutorkd.agents.dataenvgym.llm_policies import LLMSkillListPolicy, LLMSkillTreePolicy
 from tutorkd.agents.dataenvgym.policies import SkillListPolicy, SkillTreePolicy
+from tutorkd.agents.progress.policy import ProgressPolicy
 from tutorkd.agents.stat.profile import EnvironmentLabels, LLMSkillLabeler, SkillLabeler
 from tutorkd.agents.stat.teacher import (
     LLMSolver,
@@ -169,6 +170,8 @@ POLICIES: dict[str, Callable[[BuildInputs], BuiltPolicy]] = {
         b.need_llm(), SkillTreePolicy(b.cfg.per_round, b.cfg.style, b.cfg.skills))),
     "tpd": lambda b: stateful(TPDPolicy(b.task_domain(), b.cfg.per_round, b.cfg.style, b.cfg.tpd)),
     "tom": _tom_policy,
+    "progress": lambda b: stateful(ProgressPolicy(b.domain.tree, b.cfg.per_round, b.cfg.style,
+                                                  b.cfg.progress)),
 }
 """``TeacherConfig.policy`` to its builder, which states the policy's views and state."""
 

@@ -25,6 +25,7 @@ from tutorkd.config.run import RunConfig
 from tutorkd.config.student import BackendConfig, HFStudentConfig, StudentConfig, TinyStudentConfig
 from tutorkd.config.sweep import GridPoint, Resources, SweepConfig
 from tutorkd.config.teacher import (
+    ProgressConfig,
     SkillPolicyConfig,
     StatConfig,
     TeacherConfig,
@@ -58,6 +59,7 @@ __all__ = [
     "TeacherLLMConfig",
     "TeacherLMConfig",
     "TinyStudentConfig",
+    "ProgressConfig",
     "ToMConfig",
     "default_kind",
     "format_validation_error",

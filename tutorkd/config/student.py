@@ -187,7 +187,8 @@ class BackendConfig(Config):
     base_url: BaseURL = None
     api_key_env: APIKeyEnv = "OPENAI_API_KEY"
     tensor_parallel_size: int = Field(1, ge=1)
-    """``openai`` without ``base_url``: GPUs one model is sharded over (``--tensor-parallel-size``)."""
+    """``vllm``, or ``openai`` without ``base_url``: GPUs one model is sharded over (the in-process
+    engine's ``tensor_parallel_size``, ``vllm serve --tensor-parallel-size``)."""
     data_parallel_size: int = Field(1, ge=1)
     """``openai`` without ``base_url``: engine replicas (``--data-parallel-size``; vLLM's in-process
     engine does not support data parallelism)."""
@@ -200,8 +201,15 @@ class BackendConfig(Config):
     @model_validator(mode="after")
     def _server_options_where_used(self) -> BackendConfig:
         managed = self.kind == "openai" and self.base_url is None
+        if self.tensor_parallel_size > 1 and self.kind == "transformers":
+            raise ValueError("tensor_parallel_size shards a vLLM engine: set kind: vllm, or kind: openai and "
+                             "no base_url")
+        if self.data_parallel_size > 1 and self.kind == "vllm":
+            raise ValueError("data_parallel_size: vLLM's in-process engine has no data parallelism; set "
+                             "kind: openai and no base_url (tutorkd then starts `vllm serve "
+                             "--data-parallel-size`)")
         used = [name for name, on in (
-            ("tensor_parallel_size", self.tensor_parallel_size > 1),
+            ("tensor_parallel_size", self.tensor_parallel_size > 1 and self.kind != "vllm"),
             ("data_parallel_size", self.data_parallel_size > 1),
             ("sleep_during_training", self.sleep_during_training),
         ) if on]
@@ -220,7 +228,8 @@ def check_devices(student: StudentConfig, backend: BackendConfig) -> None:
     """Raise ``ConfigError`` naming the field and the fix when ``student`` or ``backend`` asks for more GPUs
     than torch sees here (``CUDA_VISIBLE_DEVICES`` counts).
 
-    What asks for GPUs: a managed ``vllm serve`` with ``tensor_parallel_size x data_parallel_size`` > 1,
+    What asks for GPUs: a vLLM engine (in-process, or a managed ``vllm serve``) with
+    ``tensor_parallel_size x data_parallel_size`` > 1,
     and a Hugging Face student training on CUDA in ``train_processes`` > 1 processes (one GPU each) or
     with ``deepspeed_zero``. Checked where a run is assembled rather than when a config is read, so a
     GPU run's saved config still loads (``tutorkd report``) on a machine without them. Torch is imported

@@ -12,7 +12,7 @@ from tutorkd.config.plugins import PluginSpec, name_or_plugin
 from tutorkd.protocols import Engine, Policy
 
 PolicyName = Literal["uniform", "error_driven", "stat", "skill_list", "skill_tree", "skill_list_llm",
-                     "skill_tree_llm", "tpd", "tom"]
+                     "skill_tree_llm", "tpd", "tom", "progress"]
 """The built-in policies (``tutorkd.agents.teacher.POLICIES``)."""
 EngineName = Literal["procedural", "stat_pool", "stat_synthesis", "discriminating", "items"]
 """The built-in engines (``tutorkd.agents.teacher.ENGINES``)."""
@@ -152,6 +152,30 @@ class ToMConfig(Config):
     seed: int = 0
 
 
+class ProgressConfig(Config):
+    """The learning-progress teacher (``tutorkd.agents.progress``): where and how much it teaches."""
+
+    master_above: float = Field(0.9, ge=0.0, le=1.0)
+    """A skill at or above this validation accuracy is mastered: replayed and contrasted, not targeted."""
+    strong_above: float = Field(0.6, ge=0.0, le=1.0)
+    """A skill at or above this at the first feedback is guarded against forgetting."""
+    guard_drop: float = Field(0.02, ge=0.0, le=1.0)
+    """A guarded skill this far below its first accuracy is slipping: it gets ``guard_share``."""
+    guard_share: float = Field(0.1, ge=0.0, le=0.5)
+    """Share of the round for each slipping skill (at most half the round for all of them)."""
+    replay_share: float = Field(0.1, ge=0.0, le=0.5)
+    """Share of the round spread evenly over the mastered skills."""
+    contrast_share: float = Field(0.3, ge=0.0)
+    """Examples of a target's mastered siblings per example of the target (the procedure it must not
+    misapply: ``sub.no_borrow`` beside ``sub.borrow``)."""
+    explore_floor: float = Field(0.05, ge=0.0, le=1.0)
+    """Every target's weight is at least this share of the best one's."""
+    min_examples: int = Field(10, ge=1)
+    """Examples of a skill a round must have had for its accuracy change to count as a gain measurement."""
+    smoothing: float = Field(0.5, gt=0.0, le=1.0)
+    """Weight of the newest gain measurement against the earlier estimate (1: newest only)."""
+
+
 class TeacherConfig(Config):
     """A teacher: a policy that plans and an engine that generates."""
 
@@ -179,6 +203,7 @@ class TeacherConfig(Config):
     skills: SkillPolicyConfig = SkillPolicyConfig()
     tpd: TPDConfig = TPDConfig()
     tom: ToMConfig = ToMConfig()
+    progress: ProgressConfig = ProgressConfig()
     llm: TeacherLLMConfig | None = None
     """Required by the ``*_llm`` policies, ``stat.labeler: llm`` and ``stat.solver: llm``."""
 

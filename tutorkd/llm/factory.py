@@ -21,10 +21,11 @@ BackendKind = Literal["vllm", "transformers", "openai"]
 def build_backend(kind: BackendKind, model_dir: str | Path, *, max_lora_rank: int, max_model_len: int,
                   seed: int, openai: Callable[[], Backend], kv_cache_gib: int = 1,
                   device: str = "cpu", dtype: str = "float32", lora: bool = True,
-                  compact_json: bool = False) -> Backend:
+                  compact_json: bool = False, tensor_parallel_size: int = 1) -> Backend:
     """A started backend of ``kind`` serving ``model_dir`` (``openai``: whatever ``openai()`` makes);
     ``lora=False``: a vLLM engine that serves the plain weights only; ``compact_json``: a vLLM engine
-    whose structured JSON has no free whitespace."""
+    whose structured JSON has no free whitespace; ``tensor_parallel_size``: GPUs a vLLM engine shards
+    the model over."""
     if kind == "openai":
         return openai()
     if kind == "vllm":
@@ -32,7 +33,7 @@ def build_backend(kind: BackendKind, model_dir: str | Path, *, max_lora_rank: in
 
         return VLLMBackend(model_dir, max_lora_rank=max_lora_rank, max_model_len=max_model_len,
                            kv_cache_gib=kv_cache_gib, seed=seed, dtype=dtype, enable_lora=lora,
-                           compact_json=compact_json)
+                           compact_json=compact_json, tensor_parallel_size=tensor_parallel_size)
     if kind == "transformers":
         from tutorkd.llm.hf_backend import TransformersBackend
 
@@ -68,7 +69,7 @@ def student_backend(cfg: BackendConfig, model_dir: Path, *, lora_rank: int, seed
     def engine(folder: Path, lora: bool = True) -> Backend:
         return build_backend(cfg.kind, folder, max_lora_rank=lora_rank, max_model_len=cfg.max_model_len,
                              seed=seed, openai=openai, kv_cache_gib=cfg.kv_cache_gib, device=device,
-                             dtype=dtype, lora=lora)
+                             dtype=dtype, lora=lora, tensor_parallel_size=cfg.tensor_parallel_size)
 
     if merged_root is not None:
         from tutorkd.llm.merged import MergedBackend

@@ -66,6 +66,7 @@ class VLLMBackend:
         dtype: str = "float32",
         enable_lora: bool = True,
         compact_json: bool = False,
+        tensor_parallel_size: int = 1,
     ) -> None:
         global _open_engines
         # Why setdefault: a user who tuned these for their machine keeps their values.
@@ -98,6 +99,8 @@ class VLLMBackend:
                 **({"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True}}
                    if compact_json else {}),
                 use_tqdm_on_load=False,  # Why: the progress display shows the start as one task instead
+                # Why only above 1: the engine's arguments stay exactly those of a one-device run.
+                **({"tensor_parallel_size": tensor_parallel_size} if tensor_parallel_size > 1 else {}),
             )
             """The engine; public so tests and callers can check that it is never rebuilt."""
         _open_engines += 1

@@ -62,7 +62,7 @@ class VLLMServer:
 
     The constructor returns once ``GET /health`` answers 200, or raises ``RuntimeError`` with the tail
     of the server's log when it exits or takes longer than ``startup_timeout_s``. Output goes to
-    ``log_file`` (default: a temporary file).
+    ``log_file`` (default: a temporary file). ``port``: a free one unless given.
     """
 
     def __init__(
@@ -81,8 +81,11 @@ class VLLMServer:
         kv_cache_gib: int = 1,
         log_file: str | Path | None = None,
         startup_timeout_s: float = 900.0,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        # Why a fixed port may be asked for: a server restarted after a crash must come back at the URL
+        # that a run's saved config names (``backend.base_url``), so that the run resumes against it.
+        self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.sleep_mode = sleep_mode
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
@@ -177,6 +180,13 @@ class VLLMServer:
             proc.wait()
         if self._cores is not None:
             self._cores.close()
+
+    def crash(self) -> None:
+        """SIGKILL the server's whole process group at once, as a crash would, then release it as
+        ``close`` does: fault-injection for the reliability benchmark."""
+        if self.proc is not None:
+            self._signal_group(self.proc, signal.SIGKILL)
+        self.close()
 
     @staticmethod
     def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

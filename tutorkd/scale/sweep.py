@@ -126,7 +126,7 @@ def run_sweep(cfg: SweepConfig | Mapping[str, object] | str | Path, address: str
     """
     from pydantic import ValidationError
 
-    from tutorkd.rundir import check_paths
+    from tutorkd.rundir import check_paths, writable_folder
 
     if isinstance(cfg, str | Path):
         cfg = load_config(SweepConfig, cfg)
@@ -135,12 +135,7 @@ def run_sweep(cfg: SweepConfig | Mapping[str, object] | str | Path, address: str
             cfg = SweepConfig.model_validate(dict(cfg))
         except ValidationError as exc:
             raise ConfigError(format_validation_error("sweep config", exc, SweepConfig)) from None
-    root = Path(cfg.sweep_root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"sweep_root: cannot create {root}: {exc.strerror}; "
-                          "pick a writable folder") from None
+    root = writable_folder(cfg.sweep_root, "sweep_root")
     points = cfg.points()
     for point in points:
         check_paths(point.config)

@@ -1,0 +1,147 @@
+"""The learning-progress teacher: data where the student is learning now, guarded against forgetting.
+
+The missing-skill profile of STAT and DataEnvGym's skill-list allocate by error count, so most data goes
+to skills the student cannot learn within the budget; targeted data then makes it misapply what it just
+learned (borrowing where it should not) and forget skills it had (measured in
+``benchmarks/results/teaching_efficiency_2026-11-30.json``). This policy models, per skill, how much
+validation accuracy the student gains per example it trains on, and splits each round as follows:
+
+- **targets** (skills below ``master_above``): in proportion to their expected gain per example. A skill
+  measured before has its learning progress (accuracy gained since the last round per example of it,
+  smoothed over rounds); one not measured yet gets the zone-of-proximal-development prior
+  ``4 * acc * (1 - acc)`` (a skill partly known is learnable now; one at 0 % is not yet). Every target
+  keeps at least ``explore_floor`` of the best weight, so a skill that starts to move is noticed.
+- **contrast**: for each example of a target, ``contrast_share`` examples of its mastered siblings in
+  the skill tree (``sub.no_borrow`` beside ``sub.borrow``): the procedure it must not misapply.
+- **guard**: a skill that was strong at the first feedback (``strong_above``) and has slipped more than
+  ``guard_drop`` below that gets ``guard_share`` of the round, until it is back.
+- **replay**: ``replay_share`` of the round spread over the mastered skills.
+
+Needs skill labels (levels ``skill_list`` and ``skill_tree``); the sibling structure comes from the
+domain's tree. State (``progress_state.json``, restored on resume): the last feedback's accuracies, the
+first feedback's (the guard's baseline), the last plan's examples per skill and the gain estimates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tutorkd.agents.baselines.policies import Style, round_total, styled_items
+from tutorkd.agents.dataenvgym.policies import skill_accuracy, split_by_weight
+from tutorkd.config import ProgressConfig
+from tutorkd.io import read_json
+from tutorkd.schema import Feedback, Plan, Record, SkillTree
+
+STATE_FILE = "progress_state.json"
+
+
+class ProgressState(Record):
+    """The learning-progress policy after one plan (saved per round as ``progress_state.json``)."""
+
+    student_round: int
+    """Round of the feedback the plan answered."""
+    accuracy: dict[str, float]
+    """Validation accuracy of every skill in that feedback: the baseline of the next gains."""
+    base: dict[str, float]
+    """Validation accuracy at the first feedback the policy saw: the forgetting guard's baseline."""
+    examples: dict[str, int]
+    """Examples of each skill the plan asked for (targets, contrast, guard and replay together)."""
+    gain: dict[str, float]
+    """Estimated validation accuracy gained per example of each skill measured so far."""
+    weights: dict[str, float]
+    """Each target's weight in this plan (its expected gain per example, floored)."""
+    roles: dict[str, str]
+    """Why each skill got examples: ``target``, ``contrast``, ``guard``, ``replay`` (joined by ``+``)."""
+
+
+class ProgressPolicy:
+    """Implements ``tutorkd.protocols.Policy`` with views and state (see the module docstring)."""
+
+    def __init__(self, tree: SkillTree, per_round: int, style: Style, cfg: ProgressConfig) -> None:
+        self.tree, self.per_round, self.style, self.cfg = tree, per_round, style, cfg
+        self.parent = {s.id: s.parent for s in tree.nodes}
+        self.state: ProgressState | None = None
+
+    def gains(self, accuracy: dict[str, float]) -> dict[str, float]:
+        """The gain-per-example estimates after ``accuracy``: each skill the last plan gave at least
+        ``min_examples`` examples has its new gain blended (``smoothing``) into its earlier estimate."""
+        before = self.state
+        if before is None:
+            return {}
+        out = dict(before.gain)
+        for skill, n in before.examples.items():
+            if n < self.cfg.min_examples:
+                continue
+            new = (accuracy[skill] - before.accuracy[skill]) / n
+            old = out.get(skill)
+            out[skill] = new if old is None else (1 - self.cfg.smoothing) * old + self.cfg.smoothing * new
+        return out
+
+    def weights(self, targets: list[str], accuracy: dict[str, float],
+                gain: dict[str, float]) -> dict[str, float]:
+        """Each target's expected gain per example: measured, else the zone-of-proximal-development
+        prior scaled to the best measured gain; floored at ``explore_floor`` of the best."""
+        scale = max([g for g in gain.values() if g > 0], default=1.0)
+        raw = {s: max(gain[s], 0.0) if s in gain else scale * 4 * accuracy[s] * (1 - accuracy[s])
+               for s in targets}
+        floor = self.cfg.explore_floor * max(max(raw.values()), 1e-9)
+        return {s: max(w, floor) for s, w in raw.items()}
+
+    def siblings(self, skill: str, among: set[str]) -> list[str]:
+        """The other leaves under ``skill``'s parent that are in ``among``."""
+        parent = self.parent.get(skill)
+        if parent is None:
+            return []
+        return [s for s in self.tree.leaves_under(parent) if s != skill and s in among]
+
+    def plan(self, feedback: Feedback) -> Plan:
+        """Split ``min(per_round, budget_left)`` over targets, contrast, guard and replay."""
+        cfg, accuracy = self.cfg, skill_accuracy(feedback, "progress")
+        base = dict(self.state.base) if self.state is not None else dict(accuracy)
+        gain = self.gains(accuracy)
+        total = round_total(feedback, self.per_round)
+        mastered = {s for s, a in accuracy.items() if a >= cfg.master_above}
+        targets = [s for s in accuracy if s not in mastered]
+        slipping = [s for s, b in base.items() if b >= cfg.strong_above and accuracy[s] < b - cfg.guard_drop]
+        parts: list[tuple[str, float, str]] = []  # (skill, weight, role): split together by weight
+        guard = min(len(slipping) * cfg.guard_share, 0.5)
+        replay = cfg.replay_share if mastered else 0.0
+        rest = 1.0 - guard - replay
+        parts += [(s, guard / len(slipping), "guard") for s in slipping]
+        parts += [(s, replay / len(mastered), "replay") for s in sorted(mastered)]
+        weights = self.weights(targets, accuracy, gain) if targets else {}
+        if weights:
+            contrast = {t: self.siblings(t, mastered) for t in targets}
+            whole = sum(w * (1 + cfg.contrast_share * bool(contrast[t])) for t, w in weights.items())
+            for t, w in weights.items():
+                parts.append((t, rest * w / whole, "target"))
+                parts += [(s, rest * w * cfg.contrast_share / whole / len(contrast[t]), "contrast")
+                          for s in contrast[t]]
+        else:  # every skill mastered: keep them all
+            parts += [(s, rest / len(accuracy), "replay") for s in accuracy]
+        counts = split_by_weight(total, [w for _, w, _ in parts]) if total else [0] * len(parts)
+        examples: dict[str, int] = {}
+        roles: dict[str, list[str]] = {}
+        for (skill, _, role), n in zip(parts, counts, strict=True):
+            examples[skill] = examples.get(skill, 0) + n
+            if n and role not in roles.setdefault(skill, []):
+                roles[skill].append(role)
+        order = [s for s in accuracy if examples.get(s)]
+        self.state = ProgressState(student_round=feedback.round, accuracy=dict(accuracy), base=base,
+                                   examples={s: examples[s] for s in order}, gain=gain, weights=weights,
+                                   roles={s: "+".join(roles[s]) for s in order})
+        best = sorted(weights, key=lambda s: -weights[s])[:3]
+        why = (f"{total} examples: targets {', '.join(f'{s} ({examples.get(s, 0)})' for s in best)} by "
+               f"expected gain per example; {len(mastered)} mastered skills replayed and contrasted"
+               + (f"; guarding {', '.join(slipping)}" if slipping else ""))
+        return Plan(items=styled_items([(s, None) for s in order], [examples[s] for s in order], self.style),
+                    reasoning=f"Learning progress: {why}.")
+
+    def views(self) -> list[tuple[str, Record]]:
+        """The state after the last plan, for the loop to save with the round."""
+        return [(STATE_FILE, self.state)] if self.state is not None else []
+
+    def restore(self, folder: Path) -> None:
+        """Load the state saved in ``folder`` (the previous round's directory); none there: start afresh."""
+        path = Path(folder) / STATE_FILE
+        self.state = read_json(path, ProgressState) if path.exists() else None
