@@ -87,7 +87,8 @@ def start_server(base: Path, port: int, log: Path):
     """An external ``vllm serve`` of the tiny base on ``port`` (rank-8 adapters, seed 0)."""
     from tutorkd.llm.vllm_server import VLLMServer
 
-    return VLLMServer(base, max_lora_rank=TINY_STUDENT["lora_rank"], seed=0, port=port, log_file=log)
+    return VLLMServer(base, max_lora_rank=TINY_STUDENT["lora_rank"], max_model_len=128, seed=0, port=port,
+                      log_file=log)
 
 
 def scenario(name: str, spec: dict, base: Path, student: dict, root: Path, wait_requests: int) -> dict:
