@@ -141,7 +141,8 @@ def scenario(name: str, spec: dict, base: Path, student: dict, root: Path, wait_
         result = compare(ref_dir, run_dir)
         out["comparison"] = {k: result[k] for k in (
             "examples", "lost", "lost_by_question", "extra", "duplicated", "identical", "examples_identical",
-            "evals_identical", "differing_files", "max_metric_diff", "stray_temp_files")}
+            "evals_identical", "differing_files", "max_metric_diff", "max_confidence_diff", "eval_diffs",
+            "stray_temp_files")}
         out["finished_on_resume"] = True
     finally:
         if server is not None:

@@ -165,9 +165,12 @@ class ProgressConfig(Config):
     """Share of the round for each slipping skill (at most half the round for all of them)."""
     replay_share: float = Field(0.1, ge=0.0, le=0.5)
     """Share of the round spread evenly over the mastered skills."""
-    contrast_share: float = Field(0.3, ge=0.0)
-    """Examples of a target's mastered siblings per example of the target (the procedure it must not
-    misapply: ``sub.no_borrow`` beside ``sub.borrow``)."""
+    contrast_share: float = Field(1.0, ge=0.0)
+    """Examples of a target's mastered siblings per example of the target at first (the procedure it must
+    not misapply: ``sub.no_borrow`` beside ``sub.borrow``); then doubled after a round in which a sibling
+    slipped, halved after one in which they all held."""
+    min_contrast: float = Field(0.2, ge=0.0)
+    max_contrast: float = Field(2.0, ge=0.0)
     explore_floor: float = Field(0.05, ge=0.0, le=1.0)
     """Every target's weight is at least this share of the best one's."""
     min_examples: int = Field(10, ge=1)

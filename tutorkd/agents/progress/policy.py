@@ -11,8 +11,11 @@ validation accuracy the student gains per example it trains on, and splits each 
   smoothed over rounds); one not measured yet gets the zone-of-proximal-development prior
   ``4 * acc * (1 - acc)`` (a skill partly known is learnable now; one at 0 % is not yet). Every target
   keeps at least ``explore_floor`` of the best weight, so a skill that starts to move is noticed.
-- **contrast**: for each example of a target, ``contrast_share`` examples of its mastered siblings in
-  the skill tree (``sub.no_borrow`` beside ``sub.borrow``): the procedure it must not misapply.
+- **contrast**: for each example of a target, some examples of its mastered siblings in the skill tree
+  (``sub.no_borrow`` beside ``sub.borrow``): the procedure it must not misapply. The ratio starts at
+  ``contrast_share`` and follows the measurement: doubled (up to ``max_contrast``) after a round in
+  which a sibling slipped more than ``guard_drop`` below its first accuracy, halved (down to
+  ``min_contrast``) after one in which every sibling held within half of that.
 - **guard**: a skill that was strong at the first feedback (``strong_above``) and has slipped more than
   ``guard_drop`` below that gets ``guard_share`` of the round, until it is back.
 - **replay**: ``replay_share`` of the round spread over the mastered skills.
@@ -50,6 +53,8 @@ class ProgressState(Record):
     """Estimated validation accuracy gained per example of each skill measured so far."""
     weights: dict[str, float]
     """Each target's weight in this plan (its expected gain per example, floored)."""
+    contrast: dict[str, float] = {}
+    """Each target's contrast ratio in this plan (sibling examples per example of the target)."""
     roles: dict[str, str]
     """Why each skill got examples: ``target``, ``contrast``, ``guard``, ``replay`` (joined by ``+``)."""
 
@@ -87,6 +92,26 @@ class ProgressPolicy:
         floor = self.cfg.explore_floor * max(max(raw.values()), 1e-9)
         return {s: max(w, floor) for s, w in raw.items()}
 
+    def contrasts(self, targets: list[str], accuracy: dict[str, float], base: dict[str, float],
+                  mastered: set[str]) -> dict[str, float]:
+        """Each target's contrast ratio: the last one moved by how its siblings held (module docstring)."""
+        cfg, before = self.cfg, self.state.contrast if self.state is not None else {}
+        out = {}
+        # Why also those mastered at first: a sibling that slipped below master_above is the very case
+        was = mastered | {s for s, a in base.items() if a >= cfg.master_above}
+        for t in targets:
+            siblings = self.siblings(t, was - {t})
+            ratio = before.get(t)
+            if ratio is None or not siblings:
+                out[t] = cfg.contrast_share
+            elif any(accuracy[s] < base[s] - cfg.guard_drop for s in siblings):
+                out[t] = min(2 * ratio, cfg.max_contrast)
+            elif all(accuracy[s] >= base[s] - cfg.guard_drop / 2 for s in siblings):
+                out[t] = max(ratio / 2, cfg.min_contrast)
+            else:
+                out[t] = ratio
+        return out
+
     def siblings(self, skill: str, among: set[str]) -> list[str]:
         """The other leaves under ``skill``'s parent that are in ``among``."""
         parent = self.parent.get(skill)
@@ -110,12 +135,14 @@ class ProgressPolicy:
         parts += [(s, guard / len(slipping), "guard") for s in slipping]
         parts += [(s, replay / len(mastered), "replay") for s in sorted(mastered)]
         weights = self.weights(targets, accuracy, gain) if targets else {}
+        ratio: dict[str, float] = {}
         if weights:
             contrast = {t: self.siblings(t, mastered) for t in targets}
-            whole = sum(w * (1 + cfg.contrast_share * bool(contrast[t])) for t, w in weights.items())
+            ratio = self.contrasts(targets, accuracy, base, mastered)
+            whole = sum(w * (1 + ratio[t] * bool(contrast[t])) for t, w in weights.items())
             for t, w in weights.items():
                 parts.append((t, rest * w / whole, "target"))
-                parts += [(s, rest * w * cfg.contrast_share / whole / len(contrast[t]), "contrast")
+                parts += [(s, rest * w * ratio[t] / whole / len(contrast[t]), "contrast")
                           for s in contrast[t]]
         else:  # every skill mastered: keep them all
             parts += [(s, rest / len(accuracy), "replay") for s in accuracy]
@@ -129,6 +156,7 @@ class ProgressPolicy:
         order = [s for s in accuracy if examples.get(s)]
         self.state = ProgressState(student_round=feedback.round, accuracy=dict(accuracy), base=base,
                                    examples={s: examples[s] for s in order}, gain=gain, weights=weights,
+                                   contrast=ratio,
                                    roles={s: "+".join(roles[s]) for s in order})
         best = sorted(weights, key=lambda s: -weights[s])[:3]
         why = (f"{total} examples: targets {', '.join(f'{s} ({examples.get(s, 0)})' for s in best)} by "
