@@ -239,8 +239,8 @@ def test_a_builder_killed_while_holding_the_lock_leaves_no_entry_and_the_next_ca
     assert calls[0] != leftover
     assert (root / "k" / "weights.bin").read_bytes() == b"w"
     assert json.loads((root / "k" / SPEC_FILE).read_text()) == {"name": "x"}
-    assert json.loads((leftover / SPEC_FILE).read_text()) == {"name": "dead"}  # left alone, never read
-    assert entries(root) == [leftover.name, "k"]
+    assert not leftover.exists()  # the dead builder's half-built folder, never read, removed by the next
+    assert entries(root) == ["k"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -332,3 +332,12 @@ def test_an_entry_without_a_manifest_predates_checksums_and_is_used_as_is(tmp_pa
         assert cached_build(tmp_path, "k", must_not_build) == tmp_path / "k"
     assert any("cannot be verified" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
     assert sorted(p.name for p in (tmp_path / "k").iterdir()) == [SPEC_FILE, "weights.bin"]
+
+
+def test_a_build_leaves_the_temporary_folders_of_keys_that_share_its_prefix(tmp_path):
+    root = tmp_path / "cache"
+    other = root / ".tmp-k-2-abcd1234"  # key "k-2" being built by another process right now
+    other.mkdir(parents=True)
+    calls: list[Path] = []
+    cached_build(root, "k", counting_build(calls))
+    assert other.is_dir() and entries(root) == [other.name, "k"]

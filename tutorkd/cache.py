@@ -56,7 +56,8 @@ def cached_build(root: Path, key: str, build: Callable[[Path], BaseModel]) -> Pa
     ``build(folder)`` writes the artifact into an empty temporary folder under ``root`` and returns
     the record to save there as ``SPEC_FILE`` (the spec with its outcome). Only then is the folder
     renamed to ``root/key``, so a build that raises or is killed never leaves an entry, and its
-    temporary folder is removed (a killed process leaves a ``.tmp-*`` folder, which is never read).
+    temporary folder is removed (a killed process leaves a ``.tmp-*`` folder, never read, deleted by
+    the next builder of the key).
     A complete entry whose files no longer match its manifest (truncated, changed, deleted) is logged
     as a warning, moved aside and rebuilt.
     """
@@ -79,6 +80,13 @@ def cached_build(root: Path, key: str, build: Callable[[Path], BaseModel]) -> Pa
                 return final
             log.warning("cache entry %s is corrupt (%s); rebuilding it", final, problem)
             _discard(root, key)
+        # Why safe under the lock: a live builder of this key would hold it, so these are a dead one's
+        # (SIGKILLed mid-build), each as large as the artifact (half a GB for SmolLM2).
+        prefix = f".tmp-{key}-"
+        # (mkdtemp's random suffix has no "-": a longer key's folders, ".tmp-{key}-x-...", are not these)
+        for stale in (p for p in root.glob(prefix + "*") if "-" not in p.name[len(prefix):]):
+            log.info("removing %s, left by a builder that died", stale)
+            shutil.rmtree(stale)
         _build_into(root, key, build)
     log.info("built and cached: %s", final)
     return final
