@@ -188,8 +188,10 @@ def intervention_llm(result: dict, out: Path) -> None:
     fig, axes = plt.subplots(1, len(students), figsize=(6.5 * len(students), 4.2), dpi=110, squeeze=False)
     for ax, name in zip(axes[0], students, strict=True):
         s = result["summary"][name]
-        for strategy in ("random", "expected_correctness", "expected_utility", "true_utility", "misaligned"):
-            ax.plot(budgets, s["median_curves"][strategy], marker="o", ms=3, label=strategy)
+        for strategy in ("random", "expected_correctness", "expected_utility", "expected_utility_item",
+                         "true_utility", "misaligned"):
+            if strategy in s["median_curves"]:  # expected_utility_item: only with --difficulty
+                ax.plot(budgets, s["median_curves"][strategy], marker="o", ms=3, label=strategy)
         llm_curves = [x[name]["llm_teacher"]["curves"]["expected_utility"] for x in result["seeds"]]
         llm = [statistics.median(c[j] for c in llm_curves) for j in range(len(budgets))]
         ax.plot(budgets, llm, ls="--", marker="x", ms=4, label="expected_utility, LLM teacher's explanations")

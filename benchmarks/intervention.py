@@ -88,13 +88,15 @@ def gold_probability(scorer, domain, problems, explanations, attempts, mark: str
 
 
 def single_turn(student, scorer, domain, policy, test, practice, seed: int, *, mark: str = "A:",
-                space: str = "", keep: dict | None = None) -> dict:
+                space: str = "", keep: dict | None = None, difficulty: bool = False) -> dict:
     """Every strategy's and explanation condition's budget curve, and the model's calibration.
 
     ``mark``/``space``: the domain's answer marker (see ``gold_probability``); ``keep`` (if given)
-    receives the fitted model, the practice and test answers and the explanations, for further analysis."""
+    receives the fitted model, the practice and test answers and the explanations, for further analysis;
+    ``difficulty``: the learned model with its item term (``LogisticStudentModel``)."""
     alone, styled = policy.quiz(practice)
-    model = LogisticStudentModel(policy.skills).fit(alone + [a for v in styled.values() for a in v])
+    fitted = alone + [a for v in styled.values() for a in v]
+    model = LogisticStudentModel(policy.skills).fit(fitted)
     rng = random.Random(seed)
     explanations = {c: [model.explanation(p, c) for p in test] for c in CONDITIONS[:3]}
     chosen = model.personalized(test, ("first", "error_step", "full"))
@@ -123,6 +125,15 @@ def single_turn(student, scorer, domain, policy, test, practice, seed: int, *, m
         return budget_curve(scores, pre_ok, post, BUDGETS, seed=seed)
 
     curves = {s: curve(strategy_scores(s, signals), ok["full"]) for s in STRATEGIES}
+    item: dict = {}
+    if difficulty:
+        with_term = LogisticStudentModel(policy.skills, difficulty=True).fit(fitted)
+        item_pre = with_term.p_correct(test, [None] * len(test))
+        item_post = with_term.p_correct(test, explanations["full"])
+        curves["expected_utility_item"] = curve(item_post - item_pre, ok["full"])
+        item = {"item_model": {"calibration": {"pre": calibration(item_pre, pre_ok).model_dump(),
+                                               "post_full": calibration(item_post, ok["full"]).model_dump()},
+                               "model": with_term.state().model_dump()}}
     curves["misaligned"] = curve(strategy_scores("misaligned", signals), ok["wrong"])
     curves["random_wrong"] = curve(np.zeros(len(test)), ok["wrong"])
     personal = {c: curve(post_pred[c] - pre_pred, ok[c]) for c in CONDITIONS}
@@ -142,7 +153,7 @@ def single_turn(student, scorer, domain, policy, test, practice, seed: int, *, m
         "mean_length": {c: float(length[c].mean()) for c in styles},
         "calibration": {"pre": calibration(pre_pred, pre_ok).model_dump(),
                         "post_full": calibration(post_pred["full"], ok["full"]).model_dump()},
-        "model": model.state().model_dump(),
+        "model": model.state().model_dump(), **item,
     }
 
 

@@ -131,8 +131,10 @@ def simulation(simulator, keep, test, seed: int) -> dict:
             "expected_utility_curve": curve, "expected_utility_area": curve_area(BUDGETS, curve)}
 
 
-def one_student(setup, work: Path, scorers, simulator, test, practice, explained, seed: int, version) -> dict:
-    """Everything measured for one student version on one seed's items."""
+def one_student(setup, work: Path, scorers, simulator, test, practice, explained, seed: int, version,
+                difficulty: bool = False) -> dict:
+    """Everything measured for one student version on one seed's items (``difficulty``: also the learned
+    mental model with its item term)."""
     student = setup.new_student(work / f"s{seed}", seed)
     if version is not None:
         student.use(version)
@@ -140,7 +142,7 @@ def one_student(setup, work: Path, scorers, simulator, test, practice, explained
     policy = ToMPolicy(setup.domain, 1, ToMConfig(), student=student, exclude=setup.heldout.questions)
     keep: dict = {}
     out = single_turn(student, scorer, setup.domain, policy, test, practice, seed, mark="Answer:", space=" ",
-                      keep=keep)
+                      keep=keep, difficulty=difficulty)
     out["echo"] = {c: echo(keep["got"][c], keep["explanations"][c]) for c in keep["got"]}
     out["llm_teacher"] = with_llm_explanations(student, scorer, setup.domain, test, keep, explained, seed)
     out["simulation"] = simulation(simulator, keep, test, seed)
@@ -176,6 +178,16 @@ def median_known(values: list[float | None]) -> float | None:
     """The median of the values that exist (``None`` when none does)."""
     known = [v for v in values if v is not None]
     return float(statistics.median(known)) if known else None
+
+
+def item_gap(areas: list[dict]) -> dict:
+    """The gap the learned model with its item term closes (``--difficulty``), per seed and median; none
+    without it."""
+    if "expected_utility_item" not in areas[0]:
+        return {}
+    gap = [(a["expected_utility_item"] - a["random"]) / (a["true_utility"] - a["random"]) for a in areas]
+    return {"item_model_gap_closed_per_seed": gap, "item_model_gap_closed_median": statistics.median(gap),
+            "item_model_closes_half_the_gap": statistics.median(gap) >= 0.5}
 
 
 def summarize(seeds: list[dict], students: list[str]) -> dict:
@@ -216,6 +228,7 @@ def summarize(seeds: list[dict], students: list[str]) -> dict:
                 "gap_closed_per_seed": gap,
                 "gap_closed_median": median_known(gap),
                 "eu_closes_half_the_gap": all(g is not None for g in gap) and med(gap) >= 0.5,
+                **item_gap(areas),
                 "misaligned_lowers_accuracy": all(a < misaligned[0] for a in misaligned[1:]),
             },
         }
@@ -227,7 +240,10 @@ def main() -> None:
     from tutorkd.assembly import build_student_setup
     from tutorkd.config import RunConfig
 
-    args = llm_parser(__doc__, RESULTS, practice_per_skill=10).parse_args()
+    parser = llm_parser(__doc__, RESULTS, practice_per_skill=10)
+    parser.add_argument("--difficulty", action="store_true",
+                        help="also the learned model with its item term (rationale length in its skill)")
+    args = parser.parse_args()
     started = time.perf_counter()
     cfg = yaml.safe_load(RECIPE.read_text())
     seeds = []
@@ -248,7 +264,7 @@ def main() -> None:
             for name in args.students:
                 version = student_version(name, args.trained, seed)
                 row[name] = one_student(setup, work, scorers, base_scorer, test, practice, explained, seed,
-                                        version)
+                                        version, args.difficulty)
                 print(f"seed {seed} {name}: alone {row[name]['accuracy_alone']:.3f}, areas " + ", ".join(
                     f"{k} {v:.3f}" for k, v in row[name]["area"].items()), flush=True)
             row["seconds"] = round(time.perf_counter() - t0, 1)

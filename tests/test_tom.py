@@ -166,6 +166,23 @@ def test_learned_model_tracks_mastery_and_intervention_effect(domain) -> None:
     assert cal.auc > 0.95 and cal.brier < 0.05
 
 
+def test_the_difficulty_term_ranks_the_items_of_one_skill(domain) -> None:
+    rng = random.Random(4)
+    problems = domain.sample("multi.add_add", 120, rng)
+    middle = float(np.median([len(p.rationale) for p in problems]))
+    # a student that fails exactly the items with longer worked solutions (more digits to carry)
+    attempts = [Attempt(problem=p, output="", parsed_answer=None, correct=len(p.rationale) < middle)
+                for p in problems]
+    plain = LogisticStudentModel(domain.tree.leaves()).fit(attempts)
+    itemwise = LogisticStudentModel(domain.tree.leaves(), difficulty=True).fit(attempts)
+    probe = sorted(domain.sample("multi.add_add", 40, random.Random(5)), key=lambda p: len(p.rationale))
+    flat = plain.p_correct(probe, [None] * len(probe))
+    ranked = itemwise.p_correct(probe, [None] * len(probe))
+    assert np.ptp(flat) < 1e-9  # without the term every item of the skill is alike
+    assert ranked[0] > 0.5 > ranked[-1] and itemwise.state().weights["difficulty"] < -1.0
+    assert calibration(ranked, [len(p.rationale) < middle for p in probe]).auc > 0.9
+
+
 class FakeScorer:
     """Every answer token gets probability 0.9 after a post prompt, 0.2 after a pre prompt."""
 

@@ -143,6 +143,9 @@ class ToMConfig(Config):
     with the highest expected utility of an explanation."""
     l2: float = Field(0.1, gt=0.0)
     """L2 penalty of the mental model's logistic regression."""
+    difficulty: bool = False
+    """Give the mental model an item term: the length of the item's worked rationale, standardized
+    within its skill (without it, every item of a skill gets the same prediction)."""
     # The replayed examples are explained too, but not chosen by utility. Why replay: training only on
     # the highest-utility items made the student forget the skills it had (measured: sub.no_borrow
     # 1.00 -> 0.53 after two rounds with share 0).

@@ -67,18 +67,25 @@ class LogisticStudentModel:
 
     logit P(correct) = b + m[skill] + explained * (e + d[skill] + s * share + f * full), where
     ``share`` is the fraction of the gold rationale's steps the explanation gives and ``full`` says it
-    gives them all. Fitted by Newton's method with an L2 penalty (strength ``l2``) on every weight but
+    gives them all. With ``difficulty`` an item term ``h * z`` joins it: ``z`` is the length of the item's
+    worked rationale in characters, standardized within its skill over the attempts fitted on (a longer
+    solution has more digits and carries), so that items of one skill are no longer all alike.
+    Fitted by Newton's method with an L2 penalty (strength ``l2``) on every weight but
     the intercept, so a skill with few attempts stays near the overall rate. A problem without a skill
     label uses the shared terms only. It also keeps the student's error pattern per skill (for the
     ``error_step`` explanation style).
     """
 
-    def __init__(self, skills: Sequence[str], l2: float = 0.1) -> None:
+    def __init__(self, skills: Sequence[str], l2: float = 0.1, difficulty: bool = False) -> None:
         self.skills = tuple(skills)
         self.l2 = l2
+        self.difficulty = difficulty
         self._index = {s: i for i, s in enumerate(self.skills)}
         self.names = ("intercept", "explained", "explained*share", "explained*full",
-                      *(f"mastery:{s}" for s in self.skills), *(f"effect:{s}" for s in self.skills))
+                      *(f"mastery:{s}" for s in self.skills), *(f"effect:{s}" for s in self.skills),
+                      *(("difficulty",) if difficulty else ()))
+        self._lengths: dict[str, tuple[float, float]] = {}
+        """Skill id to the mean and standard deviation of its fitted items' rationale lengths."""
         self.w = np.zeros(len(self.names))
         self.error_steps: dict[str, int] = {}
         self.fitted_on = 0
@@ -96,12 +103,21 @@ class LogisticStudentModel:
             x[1], x[2], x[3] = 1.0, share, float(share >= 1.0)
             if skill is not None:
                 x[4 + k + skill] = 1.0
+        if self.difficulty and problem.skill_ids and problem.rationale:
+            mean, sd = self._lengths.get(problem.skill_ids[0], (0.0, 0.0))
+            x[-1] = (len(problem.rationale) - mean) / sd if sd > 0 else 0.0
         return x
 
     def fit(self, attempts: Sequence[Attempt], iterations: int = 50) -> LogisticStudentModel:
         """Fit on observed attempts (their ``explanation`` says whether one was in context)."""
         if not attempts:
             raise ValueError("cannot fit a student model on no attempts")
+        if self.difficulty:
+            lengths: dict[str, list[int]] = {}
+            for problem in {a.problem.id: a.problem for a in attempts}.values():
+                if problem.skill_ids and problem.rationale:
+                    lengths.setdefault(problem.skill_ids[0], []).append(len(problem.rationale))
+            self._lengths = {s: (float(np.mean(v)), float(np.std(v))) for s, v in lengths.items()}
         x = np.stack([self.features(a.problem, a.explanation) for a in attempts])
         y = np.array([a.correct for a in attempts], dtype=float)
         penalty = np.full(len(self.names), self.l2)

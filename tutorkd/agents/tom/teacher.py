@@ -123,7 +123,7 @@ class ToMPolicy:
         fit_alone, fit_styled = self.quiz(self.draw(self.cfg.quiz_per_skill, rng))
         check = self.quiz(self.draw(self.cfg.check_per_skill, rng))
         fit_set = fit_alone + [a for answers in fit_styled.values() for a in answers]
-        model = LogisticStudentModel(self.skills, self.cfg.l2).fit(fit_set)
+        model = LogisticStudentModel(self.skills, self.cfg.l2, self.cfg.difficulty).fit(fit_set)
         per_skill = math.ceil(self.cfg.candidates * total / len(self.skills)) if total else 0
         candidates = self.draw(per_skill, rng) if per_skill else []
         beliefs = model.predict(candidates, [model.explanation(p, "full") for p in candidates])
