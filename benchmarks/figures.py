@@ -189,8 +189,8 @@ def intervention_llm(result: dict, out: Path) -> None:
     for ax, name in zip(axes[0], students, strict=True):
         s = result["summary"][name]
         for strategy in ("random", "expected_correctness", "expected_utility", "expected_utility_item",
-                         "true_utility", "misaligned"):
-            if strategy in s["median_curves"]:  # expected_utility_item: only with --difficulty
+                         "skill_oracle", "true_utility", "misaligned"):
+            if strategy in s["median_curves"]:  # the item model: only with --difficulty
                 ax.plot(budgets, s["median_curves"][strategy], marker="o", ms=3, label=strategy)
         llm_curves = [x[name]["llm_teacher"]["curves"]["expected_utility"] for x in result["seeds"]]
         llm = [statistics.median(c[j] for c in llm_curves) for j in range(len(budgets))]

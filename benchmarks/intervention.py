@@ -125,6 +125,13 @@ def single_turn(student, scorer, domain, policy, test, practice, seed: int, *, m
         return budget_curve(scores, pre_ok, post, BUDGETS, seed=seed)
 
     curves = {s: curve(strategy_scores(s, signals), ok["full"]) for s in STRATEGIES}
+    # The ceiling of any per-skill mental model: each item scored by its skill's true mean gain on these
+    # test items (ties, i.e. the items of a skill, broken at random).
+    skill_of = [p.skill_ids[0] for p in test]
+    gains = np.array(ok["full"], dtype=float) - np.array(pre_ok, dtype=float)
+    skill_gain = {k: float(np.mean([g for g, s in zip(gains, skill_of, strict=True) if s == k]))
+                  for k in set(skill_of)}
+    curves["skill_oracle"] = curve(np.array([skill_gain[k] for k in skill_of]), ok["full"])
     item: dict = {}
     if difficulty:
         with_term = LogisticStudentModel(policy.skills, difficulty=True).fit(fitted)
