@@ -7,10 +7,12 @@ weights), for two students: the base model, and the model after one round of rat
 its own run's adapter). The explanation opens the student's turn (the assistant reply starts with it,
 the student continues with ``Answer:``), the same place for every condition. Per seed and student:
 
-- the learned mental model (knowledge tracing, fitted on practice answers, never test) and every
+- the learned mental model (knowledge tracing, fitted on 30 practice problems per skill answered alone and
+  with each explanation style, never test) and every
   strategy's accuracy-vs-budget curve with the procedural teacher's full rationale; the misaligned
   teacher (lowest expected utility first, wrong explanations); personalized vs single style at equal
-  items and at equal explanation length;
+  items and at equal explanation length; ``skill_oracle``, the ceiling of any per-skill model, and with
+  ``--difficulty`` the learned model with its item term;
 - echo control: the share of explained replies whose answer is a number the explanation contains, and
   accuracy on the items whose gold answer the explanation does not contain;
 - explanations written by an LLM teacher (base SmolLM2, the paper's CoT prompt with 4 practice
@@ -22,7 +24,7 @@ the student continues with ``Answer:``), the same place for every condition. Per
 Writes ``benchmarks/results/intervention_llm.json`` and ``.png``.
 
     python benchmarks/llm_student.py --keep /tmp/bench/llm_student        # the trained adapters
-    python benchmarks/intervention_llm.py --trained /tmp/bench/llm_student
+    python benchmarks/intervention_llm.py --trained /tmp/bench/llm_student --difficulty   # the committed JSON
     python benchmarks/intervention_llm.py --students base                  # the base model only
 """
 
@@ -241,7 +243,7 @@ def main() -> None:
     from tutorkd.assembly import build_student_setup
     from tutorkd.config import RunConfig
 
-    parser = llm_parser(__doc__, RESULTS, practice_per_skill=10)
+    parser = llm_parser(__doc__, RESULTS, practice_per_skill=30)
     parser.add_argument("--difficulty", action="store_true",
                         help="also the learned model with its item term (rationale length in its skill)")
     args = parser.parse_args()
