@@ -34,6 +34,9 @@ process group and lost its parent (an engine core that called ``setsid``, re-par
 still found."""
 _tags = itertools.count()
 TIMEOUT = 900.0
+READER_GRACE = 30.0
+"""Seconds to wait for the end of a dead process's output: a child that outlived it (an orphaned engine
+core) still holds the pipe, and is then counted by ``leftovers`` instead of hanging the harness."""
 """Seconds a run may take to reach an awaited line or its end (``reliability.py --timeout``)."""
 
 
@@ -83,7 +86,7 @@ class Teach:
             if len(hits) >= nth:
                 return hits[nth - 1]
             if self.proc.poll() is not None:
-                self._reader.join()
+                self._reader.join(timeout=READER_GRACE)
                 tail = "\n".join(line for _, line in self.lines[-20:])
                 raise RuntimeError(f"teach exited ({self.proc.returncode}) before {event}:\n{tail}")
             time.sleep(0.002)
@@ -96,13 +99,13 @@ class Teach:
         self.family = descendants(self.proc.pid)  # before the kill: once dead, children lose their parent
         os.killpg(self.proc.pid, signal.SIGKILL)  # an unreaped zombie still has its group: never missing
         self.proc.wait()
-        self._reader.join()
+        self._reader.join(timeout=READER_GRACE)
         return at
 
     def wait(self) -> int:
         """Wait for the process to end however it ends (a kill it dealt itself); its return code."""
         self.proc.wait()
-        self._reader.join()
+        self._reader.join(timeout=READER_GRACE)
         return self.proc.returncode
 
     def finish(self, timeout: float | None = None) -> str:
@@ -111,7 +114,7 @@ class Teach:
             self.proc.wait(timeout=TIMEOUT if timeout is None else timeout)
         except subprocess.TimeoutExpired as exc:  # Why converted: callers catch the builtin TimeoutError
             raise TimeoutError(f"teach still running after {exc.timeout} s") from exc
-        self._reader.join()
+        self._reader.join(timeout=READER_GRACE)
         out = "\n".join(line for _, line in self.lines)
         if self.proc.returncode != 0:
             raise RuntimeError(f"teach exited {self.proc.returncode}:\n{out[-3000:]}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tutorkd import progress
-from tutorkd.llm import core_claims
+from tutorkd.llm import core_claims, orphans
 from tutorkd.protocols import Completion, SamplingConfig
 from tutorkd.schema import StudentVersion
 
@@ -84,6 +84,9 @@ class VLLMBackend:
         self._cores = core_claims.claim_engine(
             f"vLLM engine of {model_dir} (for `{' '.join(sys.argv)[:200]}` in {os.getcwd()})",
             os.environ.get(core_claims.BIND_ENV)) if current_platform.is_cpu() else None
+        # Why: an engine core in a child process does not notice this process's death (see orphans).
+        child_engine = os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] != "0"
+        before = orphans.descendants() if child_engine else set()
         with progress.task("starting the vLLM engine"), core_claims.released_on_error(self._cores):
             self.llm = LLM(
                 model=str(model_dir),
@@ -104,6 +107,8 @@ class VLLMBackend:
             )
             """The engine; public so tests and callers can check that it is never rebuilt."""
         _open_engines += 1
+        self._guard = orphans.Guard(orphans.descendants() - before, "vLLM engine processes") if child_engine \
+            else None
         self._adapters: dict[int, tuple[str, int]] = {}
         """Adapter id to (path, modification time of its weights) as last loaded into the engine."""
 
@@ -160,7 +165,11 @@ class VLLMBackend:
         """Shut the engine core down (in-process this also frees vLLM's distributed state and cached
         memory; otherwise it stops the child process); the backend is unusable after."""
         global _open_engines
-        self.llm.llm_engine.engine_core.shutdown()
+        try:
+            self.llm.llm_engine.engine_core.shutdown()
+        finally:
+            if self._guard is not None:
+                self._guard.release()
         del self.llm
         _open_engines -= 1
         if self._cores is not None:
