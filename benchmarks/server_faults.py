@@ -24,7 +24,6 @@ whose weights were truncated (detected by the manifest's sizes and rebuilt).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -180,15 +179,10 @@ def outcome(worker: subprocess.Popen) -> dict:
 
 
 def verified(entry: Path) -> bool:
-    """Whether every file the entry's manifest lists has its size and sha256."""
-    from tutorkd.cache import MANIFEST_FILE
+    """Whether the entry has its manifest and every file it lists has its size and sha256."""
+    from tutorkd.cache import MANIFEST_FILE, entry_problem
 
-    for line in (entry / MANIFEST_FILE).read_text().splitlines():
-        digest, size, rel = line.split(" ", 2)
-        data = (entry / rel).read_bytes()
-        if len(data) != int(size) or hashlib.sha256(data).hexdigest() != digest:
-            return False
-    return True
+    return (entry / MANIFEST_FILE).is_file() and entry_problem(entry) is None
 
 
 def cache_faults(root: Path) -> dict:

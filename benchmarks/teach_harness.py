@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from tutorkd.llm.orphans import descendants  # the pids of every live descendant of a pid
+
 NODES = {"setup": "setup", "eval": "evaluate", "plan": "plan", "gen": "generate", "verify": "verify",
          "train": "train", "done": "finish"}
 """The CLI's step labels to loop node names."""
@@ -182,20 +184,6 @@ def processes() -> list[dict]:
                     "session": int(session),
                     "cmdline": cmdline.replace(b"\0", b" ").decode(errors="replace").strip()[:300],
                     "environ": environ.replace(b"\0", b"\n").decode(errors="replace")})
-    return out
-
-
-def descendants(pid: int) -> set[int]:
-    """The pids of every live descendant of ``pid`` (children, their children, ...)."""
-    children: dict[int, list[int]] = {}
-    for p in processes():
-        children.setdefault(p["ppid"], []).append(p["pid"])
-    out, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
     return out
 
 

@@ -64,7 +64,7 @@ def cached_build(root: Path, key: str, build: Callable[[Path], BaseModel]) -> Pa
     final = root / key
     # Fast path, without the lock: a sound entry needs no writer. A problem found here is only acted
     # on under the lock, after checking again, since another process may be repairing it right now.
-    if (final / SPEC_FILE).is_file() and _problem(final) is None:
+    if (final / SPEC_FILE).is_file() and entry_problem(final) is None:
         log.info("found in cache: %s", final)
         return final
     root.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def cached_build(root: Path, key: str, build: Callable[[Path], BaseModel]) -> Pa
     with open(root / f".lock-{key}", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / SPEC_FILE).is_file():
-            problem = _problem(final)
+            problem = entry_problem(final)
             if problem is None:
                 log.info("found in cache after waiting for another builder: %s", final)
                 return final
@@ -147,7 +147,7 @@ def _write_manifest(folder: Path) -> None:
     atomic_write_text(folder / MANIFEST_FILE, "".join(lines))
 
 
-def _problem(entry: Path) -> str | None:
+def entry_problem(entry: Path) -> str | None:
     """What is wrong with the complete ``entry`` (the first bad file and how), or None when every file
     matches its manifest, or when it has no manifest (built before checksums: accepted unverified).
     Files that are not listed are not looked at."""

@@ -107,8 +107,8 @@ class VLLMBackend:
             )
             """The engine; public so tests and callers can check that it is never rebuilt."""
         _open_engines += 1
-        self._guard = orphans.Guard(orphans.descendants() - before, "vLLM engine processes") if child_engine \
-            else None
+        self._guard = (orphans.Guard(orphans.descendants() - before, "vLLM engine processes")
+                       if child_engine else None)
         self._adapters: dict[int, tuple[str, int]] = {}
         """Adapter id to (path, modification time of its weights) as last loaded into the engine."""
 
