@@ -186,6 +186,10 @@ class BackendConfig(Config):
     measuring what tutorkd's resident engine saves (``benchmarks/loop_overhead.py``)."""
     base_url: BaseURL = None
     api_key_env: APIKeyEnv = "OPENAI_API_KEY"
+    max_retries: int = Field(5, ge=0)
+    """``openai``: retries (exponential backoff with jitter, by the ``openai`` client) of a student request
+    that failed on a connection error, a timeout, 408/409/429 or 5xx, before the run stops with its
+    resume command. Fewer stop sooner when the server is gone for good; more ride out a longer restart."""
     tensor_parallel_size: int = Field(1, ge=1)
     """``vllm``, or ``openai`` without ``base_url``: GPUs one model is sharded over (the in-process
     engine's ``tensor_parallel_size``, ``vllm serve --tensor-parallel-size``)."""

@@ -337,7 +337,7 @@ def student_backend(cfg: BackendConfig, model_path: str | Path, max_lora_rank: i
     # Why on_failure "raise" (the default): a failed student request must never be scored as a wrong
     # answer; the run stops and is resumed.
     if cfg.base_url is not None:
-        return OpenAIBackend(cfg.base_url, api_key_env=cfg.api_key_env)
+        return OpenAIBackend(cfg.base_url, api_key_env=cfg.api_key_env, max_retries=cfg.max_retries)
     from tutorkd.llm.vllm_server import BASE_NAME, VLLMServer
 
     server = VLLMServer(model_path, max_lora_rank=max_lora_rank, max_model_len=cfg.max_model_len, dtype=dtype,
@@ -347,7 +347,8 @@ def student_backend(cfg: BackendConfig, model_path: str | Path, max_lora_rank: i
                         sleep_mode=cfg.sleep_during_training, kv_cache_gib=cfg.kv_cache_gib,
                         log_file=log_file)
     try:
-        return OpenAIBackend(server.url, BASE_NAME, api_key_env=cfg.api_key_env, server=server)
+        return OpenAIBackend(server.url, BASE_NAME, api_key_env=cfg.api_key_env, server=server,
+                             max_retries=cfg.max_retries)
     except BaseException:
         server.close()
         raise
