@@ -31,7 +31,11 @@ def teaching_efficiency(summary: dict, out: Path) -> None:
             ax.fill_between(xs, low, high, alpha=0.15)
         if metric == "weak_accuracy":
             target = summary["target"]
-            ax.axhline(target, color="black", ls=":", lw=1, label=f"target {target:.2f}")
+            ax.axhline(target, color="black", ls=":", lw=1,
+                       label=f"target {target:.3f} ({summary['target_rule']})")
+            if "uniform" in summary["teachers"]:  # issue 17's bar: a quarter of uniform's examples
+                quarter = 0.25 * summary["teachers"]["uniform"]["rounds"][-1]["examples"]["median"]
+                ax.axvline(quarter, color="grey", ls="--", lw=1, label="0.25x uniform's examples")
         ax.set_title(title)
         ax.set_xlabel("training examples")
         ax.grid(alpha=0.3)
@@ -84,7 +88,8 @@ def principles(summary: dict, path: Path) -> None:
 
 def intervention(result: dict, png: Path) -> None:
     """``intervention.py``: ``{png stem}_budget.png``, ``_personalization.png``,
-    ``_personalization_length.png`` and ``_calibration.png`` next to ``png``."""
+    ``_personalization_length.png``, ``_calibration.png`` and (with multi-turn rounds) ``_multiturn.png``
+    next to ``png``."""
     plt = common.pyplot()
     summary, budgets = result["summary"], result["setup"]["budgets"]
 
@@ -122,6 +127,19 @@ def intervention(result: dict, png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png.with_name(f"{png.stem}_calibration.png"), dpi=120)
     plt.close(fig)
+    turns = summary["median_multi_turn_accuracy_by_round"]
+    if turns:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for label, ys in turns.items():
+            ax.plot(range(len(ys)), ys, marker="o", label=label)
+        ax.set(xlabel="round (training on the chosen items)",
+               ylabel="test accuracy alone (median over seeds)",
+               title="multi-turn: what training on the chosen items teaches")
+        ax.set_xticks(range(len(next(iter(turns.values())))))
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(png.with_name(f"{png.stem}_multiturn.png"), dpi=120)
+        plt.close(fig)
 
 
 def preference(summary: dict, png: Path) -> None:

@@ -12,17 +12,19 @@ with the model's personalized choice of style, and with a deliberately wrong exp
   at an equal number of items explained (EU order) and at an equal length of explanation
   (``tutorkd.agents.tom.explanation_budget``: a knapsack over item and style against one style in EU order);
 - the misaligned teacher: lowest expected utility first, with wrong explanations;
-- calibration of the learned model on the test items; and a multi-turn run: 2 rounds of the ``tom``
-  policy (EU-chosen explained items as training data) against the same number of random unexplained
-  (direct) or random explained items, evaluated on the test items without explanations, with the
-  model's calibration per round.
+- calibration of the learned model on the test items; and a multi-turn run: 3 rounds of the ``tom``
+  policy's explained items as training data, chosen by the paper's immediate utility (an explanation
+  flips the answer in context) or by the learning utility (``tutorkd.agents.tom.learning``: what
+  training on the item is predicted to teach, fitted on the earlier rounds' gains), against the same
+  number of random unexplained (direct) or random explained items, evaluated on the test items without
+  explanations, with the model's calibration per round (``intervention_multiturn.png``).
 
 The few-shot LLM mental model is not benchmarked: the only LM here is the student itself (a
 21-character alphabet, 128 positions), which can neither read the simulation prompt nor act as a
 teacher distinct from the student.
 
     .venv/bin/python benchmarks/intervention.py [--seeds 0 1 2] [--per-skill 40] [--backend vllm]
-        [--rounds 2] [--per-round 300] [--out benchmarks/results/intervention.json]
+        [--rounds 3] [--per-round 300] [--out benchmarks/results/intervention.json]
 """
 
 from __future__ import annotations
@@ -171,20 +173,24 @@ def accuracy(student, test) -> tuple[float, dict[str, float]]:
 
 
 def multi_turn(setup, work: Path, policy_cfg, test, rounds: int, per_round: int, seed: int) -> dict:
-    """Accuracy alone on ``test`` after each round of training a new student of ``setup`` on EU-chosen
-    explained items (``tom``), random explained items, or random unexplained (direct) items of the same
+    """Accuracy alone on ``test`` after each round of training a new student of ``setup`` on explained
+    items chosen by the ``tom`` policy with the paper's immediate utility (``tom_explained``) or with
+    the learning utility (``tom_learning``: what training on an item is predicted to teach, from the
+    earlier rounds' gains), random explained items, or random unexplained (direct) items of the same
     number (held-out questions never drawn)."""
     domain, exclude, out = setup.domain, setup.heldout.questions, {}
-    for condition in ("tom_explained", "random_explained", "random_unexplained"):
+    utility = {"tom_explained": "immediate", "tom_learning": "learning"}
+    for condition in ("tom_explained", "tom_learning", "random_explained", "random_unexplained"):
         student = setup.new_student(work / f"s{seed}-{condition}", seed)
-        policy = ToMPolicy(domain, per_round, policy_cfg.model_copy(update={"seed": seed}), student=student,
-                           exclude=exclude)
+        policy = ToMPolicy(domain, per_round, policy_cfg.model_copy(update={
+            "seed": seed, "utility": utility.get(condition, "immediate")}), student=student, exclude=exclude)
         scores, views, seen = [accuracy(student, test)], [], set()
         for k in range(rounds):
-            if condition == "tom_explained":
+            if condition in utility:
                 plan = policy.plan(Feedback(level=StructureLevel.SKILL_TREE, round=k, errors=(),
                                             budget_used=k * per_round, budget_total=rounds * per_round))
-                views.append(policy.last.model_dump(include={"pre", "post", "selected", "mean_utility"}))
+                views.append(policy.last.model_dump(include={"pre", "post", "selected", "mean_utility",
+                                                             "gain"}))
             else:  # as many items, drawn uniformly over the skills
                 rng = random.Random(derive_seed("random", seed, k))
                 chosen = rng.sample(policy.draw(per_round // len(policy.skills) + 2, rng), per_round)
@@ -235,6 +241,13 @@ def summarize(seeds: list[dict]) -> dict:
             "misaligned_lowers_accuracy": all(a < curves["misaligned"][0] for a in curves["misaligned"][1:]),
             "tom_training_beats_random_explained": bool(multi) and multi["tom_explained"][-1] > multi[
                 "random_explained"][-1],
+            # Per seed, final accuracy: the learning utility against the immediate one and random explained
+            "learning_minus_immediate_per_seed": [
+                t["tom_learning"]["accuracy_by_round"][-1] - t["tom_explained"]["accuracy_by_round"][-1]
+                for t in turns],
+            "learning_minus_random_explained_per_seed": [
+                t["tom_learning"]["accuracy_by_round"][-1] - t["random_explained"]["accuracy_by_round"][-1]
+                for t in turns],
         },
     }
 
@@ -247,7 +260,9 @@ def main() -> None:
     parser = common.parser(__doc__, seeds=[0, 1, 2], per_round=300, backend="vllm", out=RESULTS)
     parser.add_argument("--per-skill", type=int, default=40, help="test items per skill")
     parser.add_argument("--practice-per-skill", type=int, default=30, help="practice items per skill")
-    parser.add_argument("--rounds", type=int, default=2, help="multi-turn rounds (0: skip)")
+    # Why 3: the learning utility measures its gains from the rounds before; with 3, two of its rounds
+    # are chosen from measured gains (the first from the prior)
+    parser.add_argument("--rounds", type=int, default=3, help="multi-turn rounds (0: skip)")
     args = parser.parse_args()
     started = time.perf_counter()
     # The default environment and tiny student (base pretrained outside the held-out partition).

@@ -4,7 +4,8 @@ Runs ``recipes/arithmetic-smollm2.yaml`` with the uniform teacher and with DataE
 teacher (the same examples per round for both), for each seed, one run at a time in this process, and
 writes ``benchmarks/results/llm_student.json``. ``--teachers tpd open-ended`` adds TPD's variant d
 (training data from the principles it discovers in the student's errors, ``agents/tpd.yaml``) and
-DataEnvGym's open-ended baseline, both at the open-ended level (they read errors only). Reported:
+DataEnvGym's open-ended baseline, both at the open-ended level (they read errors only);
+``--teachers progress`` the learning-progress teacher (``agents/progress.yaml``). Reported:
 
 - the base model's per-skill test accuracy and format-error rate (replies with no readable answer,
   counted apart from wrong answers);
@@ -55,6 +56,8 @@ TEACHERS = {
     # agents/tpd.yaml and agents/open-ended.yaml; both read only errors, so they run at the open-ended level
     "tpd": {"name": "tpd", "policy": "tpd", "engine": "discriminating"},
     "open-ended": {"name": "open-ended", "policy": "error_driven", "engine": "procedural"},
+    # The learning-progress teacher (agents/progress.yaml), at the recipe's skill_tree level
+    "progress": {"name": "progress", "policy": "progress", "engine": "procedural"},
 }
 LEVELS = {"tpd": "open_ended", "open-ended": "open_ended"}  # the others: the recipe's skill_tree
 WEAK_BELOW, GAIN, DROP = 0.5, 0.10, 0.05

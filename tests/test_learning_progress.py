@@ -62,9 +62,13 @@ def test_measured_progress_moves_data_to_the_skill_that_is_learning() -> None:
     assert p.state.gain["add.carry"] == pytest.approx(0.30 / first["add.carry"])
     assert p.state.gain["sub.borrow"] == pytest.approx(0.0)
     assert after["add.carry"] > first["add.carry"] and after["sub.borrow"] < first["sub.borrow"]
-    # sub.borrow now sits at the floor: explore_floor of add.carry's weight
+    # the profile 4 acc (1 - acc) times progress over the median gain, clipped to [0.5, 2]: add.carry's
+    # is the median (factor 1), sub.borrow's 0 (clipped to 0.5)
     weights = p.state.weights
-    assert weights["sub.borrow"] == pytest.approx(0.05 * weights["add.carry"])
+    assert weights["add.carry"] == pytest.approx(4 * 0.44 * 0.56)
+    assert weights["sub.borrow"] == pytest.approx(4 * 0.15 * 0.85 * 0.5)
+    # a skill at 1 % is not learnable yet: the exploration floor, 5 % of the best weight
+    assert weights["mul.by_digit"] == pytest.approx(0.05 * weights["add.carry"])
 
 
 def test_a_strong_skill_that_slips_is_guarded_until_it_is_back() -> None:
@@ -103,7 +107,7 @@ def test_every_skill_mastered_replays_them_all() -> None:
 
 
 def test_contrast_follows_how_the_siblings_held() -> None:
-    p = policy()
+    p = policy(min_contrast=0.2)
     counts(p, feedback(0, BASE))
     assert p.state is not None and p.state.contrast["sub.borrow"] == 1.0
     # sub.no_borrow slipped 10 points while sub.borrow was taught; add.no_carry held
@@ -116,3 +120,19 @@ def test_contrast_follows_how_the_siblings_held() -> None:
     # a target without a mastered sibling (the multi-step skills are each other's) has no contrast
     assert p.state.roles.get("multi.add_sub") == "target"
 
+
+
+def test_by_default_contrast_stays_at_one_sibling_example_per_target_example() -> None:
+    p = policy()
+    for k in range(3):  # every sibling held: halving stops at min_contrast 1.0
+        counts(p, feedback(k, BASE, used=250 * k))
+    assert p.state is not None and p.state.contrast["add.carry"] == 1.0
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"progress_range": (2.0, 0.5)}, "low bound first"),
+    ({"min_contrast": 3.0}, "exceeds max_contrast"),
+])
+def test_inconsistent_bounds_are_refused_with_the_fix(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ProgressConfig(**fields)

@@ -91,6 +91,30 @@ def test_stat_with_no_errors_falls_back_to_uniform_and_respects_the_budget() -> 
     assert capped.plan(feedback(DOMAIN, WEAK, used=990, total=1000)).total == 10
 
 
+def test_learnability_weights_the_profile_by_measured_progress_and_resumes(tmp_path: Path) -> None:
+    learn = StatPolicy(EnvironmentLabels(), LEAVES, 92, "rationale", learnability=(0.5, 2.0))
+    first = {i.skill_id: i.count for i in learn.plan(feedback(DOMAIN, WEAK)).items}
+    # Nothing measured yet: the profile as published (20:16:10 of 92)
+    assert first == {"mul.by_digit": 40, "add.carry": 32, "sub.borrow": 20}
+    ((_, _), (name, state)) = learn.views()
+    write_json(tmp_path / name, state)
+    # add.carry gained 0.4 on its 32 examples, mul.by_digit nothing on 40, sub.borrow 0.1 on 20
+    later = {"add.carry": 0.6, "sub.borrow": 0.6, "mul.by_digit": 0.0}
+    second = {i.skill_id: i.count for i in learn.plan(feedback(DOMAIN, later, round=1)).items}
+    plain = {i.skill_id: i.count for i in StatPolicy(EnvironmentLabels(), LEAVES, 92, "rationale").plan(
+        feedback(DOMAIN, later, round=1)).items}
+    assert learn.state is not None
+    assert learn.state.gain["add.carry"] == pytest.approx(0.4 / 32)
+    # over the median positive gain (add.carry's, the upper of two), clipped to [0.5, 2]
+    assert learn.state.factors == {"mul.by_digit": 0.5, "add.carry": 1.0, "sub.borrow": 0.5}
+    assert second["mul.by_digit"] < plain["mul.by_digit"] and second["add.carry"] > plain["add.carry"]
+    resumed = StatPolicy(EnvironmentLabels(), LEAVES, 92, "rationale", learnability=(0.5, 2.0))
+    resumed.restore(tmp_path)
+    assert {i.skill_id: i.count for i in resumed.plan(feedback(DOMAIN, later, round=1)).items} == second
+    with pytest.raises(ValueError, match="skill_list or skill_tree.*learnability: null"):
+        learn.factors(feedback(DOMAIN, WEAK, level=StructureLevel.OPEN_ENDED), ["add.carry"], (0.5, 2.0))
+
+
 def test_the_pool_is_seeded_distinct_and_excludes_held_out_questions() -> None:
     pool = SkillPool(DOMAIN, per_skill=300, seed=0, exclude=EXCLUDE)
     again = SkillPool(DOMAIN, per_skill=300, seed=0, exclude=EXCLUDE)

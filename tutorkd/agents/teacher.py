@@ -63,12 +63,9 @@ class Restorer(Protocol):
         ...
 
 
-class ViewedPolicy(Policy, Viewer, Protocol):
-    """A policy with views (``stat``, ``tom``)."""
-
-
-class StatefulPolicy(ViewedPolicy, Restorer, Protocol):
-    """A policy with views that restores its state from them (``skill_tree``, ``tpd``, the LLM ones)."""
+class StatefulPolicy(Policy, Viewer, Restorer, Protocol):
+    """A policy with views that restores its state from them (``skill_tree``, ``tpd``, ``tom``, ``stat``,
+    the LLM ones)."""
 
 
 @dataclass(frozen=True)
@@ -85,11 +82,6 @@ class BuiltPolicy:
 def plain(policy: Policy) -> BuiltPolicy:
     """A policy with no views and no state (the baselines, ``skill_list``)."""
     return BuiltPolicy(policy)
-
-
-def viewed(policy: ViewedPolicy) -> BuiltPolicy:
-    """A policy whose views the loop saves each round."""
-    return BuiltPolicy(policy, viewer=policy)
 
 
 def stateful(policy: StatefulPolicy) -> BuiltPolicy:
@@ -149,13 +141,14 @@ def _stat_policy(b: BuildInputs) -> BuiltPolicy:
     stat, known = cfg.stat, set(leaves)
     labeler: SkillLabeler = (LLMSkillLabeler(b.need_llm(), [n for n in tree.nodes if n.id in known])
                              if stat.labeler == "llm" else EnvironmentLabels())
-    return viewed(StatPolicy(labeler, leaves, cfg.per_round, cfg.style, stat.k, stat.replay_share))
+    return stateful(StatPolicy(labeler, leaves, cfg.per_round, cfg.style, stat.k, stat.replay_share,
+                               stat.learnability))
 
 
 def _tom_policy(b: BuildInputs) -> BuiltPolicy:
     cfg = b.cfg
-    return viewed(ToMPolicy(b.domain, cfg.per_round, cfg.tom, cfg.style, student=b.need_student(),
-                            exclude=b.exclude))
+    return stateful(ToMPolicy(b.domain, cfg.per_round, cfg.tom, cfg.style, student=b.need_student(),
+                              exclude=b.exclude))
 
 
 POLICIES: dict[str, Callable[[BuildInputs], BuiltPolicy]] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, PositiveFloat, model_validator
 
 from tutorkd.config.base import Config
 from tutorkd.config.fields import APIKeyEnv, BaseURL, ReplayShare
@@ -32,6 +32,10 @@ class StatConfig(Config):
     # (measured, 3 rounds x 1000 examples, 6 epochs: strong skills 0.978 -> 0.926 for STAT-Sel without
     # replay; sub.no_borrow fell the most).
     replay_share: ReplayShare = 0.2
+    learnability: tuple[PositiveFloat, PositiveFloat] | None = None
+    """Ablation (issue 17): multiply each profile skill's count by its measured learning progress (gain
+    per example over the median, clipped to these bounds, e.g. ``[0.5, 2.0]``); ``None``: STAT as
+    published. Needs ``skill_list`` or ``skill_tree`` feedback."""
     labeler: Literal["environment", "llm"] = "environment"
     """Who names the skills a difficult question was missing: the environment's labels (needs
     ``skill_list`` or ``skill_tree`` feedback) or the teacher LLM with STAT's prompt (``llm`` block)."""
@@ -152,6 +156,14 @@ class ToMConfig(Config):
     replay_share: ReplayShare = 0.3
     max_skill_share: float = Field(0.5, gt=0.0, le=1.0)
     """Cap on the share of the utility-chosen examples that one skill may take."""
+    utility: Literal["immediate", "learning"] = "immediate"
+    """What the chosen items maximize: ``immediate``, the paper's expected utility (P(right with the
+    explanation in context) - P(right alone)); ``learning``, what training on the explained item is
+    predicted to teach, from the gains of earlier rounds (``tutorkd.agents.tom.learning``)."""
+    gain_smoothing: float = Field(0.5, gt=0.0, le=1.0)
+    """``learning``: weight of the newest round's gain per example against the earlier estimate."""
+    min_examples: int = Field(5, ge=1)
+    """``learning``: examples of a skill a round must have trained on for its gain to be measured."""
     seed: int = 0
 
 
@@ -171,15 +183,33 @@ class ProgressConfig(Config):
     contrast_share: float = Field(1.0, ge=0.0)
     """Examples of a target's mastered siblings per example of the target at first (the procedure it must
     not misapply: ``sub.no_borrow`` beside ``sub.borrow``); then doubled after a round in which a sibling
-    slipped, halved after one in which they all held."""
-    min_contrast: float = Field(0.2, ge=0.0)
+    slipped, halved after one in which they all held (never below ``min_contrast``)."""
+    # Why a floor of 1.0: at 0.3, or halved to about 0.5 after a round whose validation showed no slip,
+    # sub.no_borrow fell 9-16 test points below its base while sub.borrow was learned (probes, seed 0,
+    # 4 rounds of 250); at 1.0 in the first round it held within 4.
+    min_contrast: float = Field(1.0, ge=0.0)
     max_contrast: float = Field(2.0, ge=0.0)
     explore_floor: float = Field(0.05, ge=0.0, le=1.0)
     """Every target's weight is at least this share of the best one's."""
+    # Why a bounded factor on the profile, not the measured gain alone: with 100 validation problems a
+    # skill, one round's gain per example is noisy; allocating by it alone starved add.carry once its
+    # gain stalled and it fell from 0.61 to 0.16 test accuracy by the last round (probe, seed 0, 12
+    # rounds of 250), while the profile keeps feeding a skill that is half learned.
+    progress_range: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
+    """Bounds of the learning-progress factor (a target's gain over the targets' median gain), low first."""
     min_examples: int = Field(10, ge=1)
     """Examples of a skill a round must have had for its accuracy change to count as a gain measurement."""
     smoothing: float = Field(0.5, gt=0.0, le=1.0)
     """Weight of the newest gain measurement against the earlier estimate (1: newest only)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ProgressConfig:
+        lo, hi = self.progress_range
+        if lo > hi:
+            raise ValueError(f"progress_range [{lo}, {hi}]: give the low bound first, e.g. [{hi}, {lo}]")
+        if self.min_contrast > self.max_contrast:
+            raise ValueError(f"min_contrast {self.min_contrast} exceeds max_contrast {self.max_contrast}")
+        return self
 
 
 class TeacherConfig(Config):

@@ -6,11 +6,12 @@ learned (borrowing where it should not) and forget skills it had (measured in
 ``benchmarks/results/teaching_efficiency_2026-11-30.json``). This policy models, per skill, how much
 validation accuracy the student gains per example it trains on, and splits each round as follows:
 
-- **targets** (skills below ``master_above``): in proportion to their expected gain per example. A skill
-  measured before has its learning progress (accuracy gained since the last round per example of it,
-  smoothed over rounds); one not measured yet gets the zone-of-proximal-development prior
-  ``4 * acc * (1 - acc)`` (a skill partly known is learnable now; one at 0 % is not yet). Every target
-  keeps at least ``explore_floor`` of the best weight, so a skill that starts to move is noticed.
+- **targets** (skills below ``master_above``): in proportion to the zone-of-proximal-development
+  profile ``4 * acc * (1 - acc)`` (a skill partly known is learnable now; one at 0 % is not yet, one
+  nearly mastered needs little) times its measured learning progress: the accuracy gained since the
+  last round per example of it, smoothed over rounds, relative to the targets' median and clipped to
+  ``progress_range`` (1 while unmeasured). Every target keeps at least ``explore_floor`` of the best
+  weight, so a skill that starts to move is noticed.
 - **contrast**: for each example of a target, some examples of its mastered siblings in the skill tree
   (``sub.no_borrow`` beside ``sub.borrow``): the procedure it must not misapply. The ratio starts at
   ``contrast_share`` and follows the measurement: doubled (up to ``max_contrast``) after a round in
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from tutorkd.agents.baselines.policies import Style, round_total, styled_items
 from tutorkd.agents.dataenvgym.policies import skill_accuracy, split_by_weight
+from tutorkd.agents.gains import progress_factors, updated_gains
 from tutorkd.config import ProgressConfig
 from tutorkd.io import read_json
 from tutorkd.schema import Feedback, Plan, Record, SkillTree
@@ -73,22 +75,16 @@ class ProgressPolicy:
         before = self.state
         if before is None:
             return {}
-        out = dict(before.gain)
-        for skill, n in before.examples.items():
-            if n < self.cfg.min_examples:
-                continue
-            new = (accuracy[skill] - before.accuracy[skill]) / n
-            old = out.get(skill)
-            out[skill] = new if old is None else (1 - self.cfg.smoothing) * old + self.cfg.smoothing * new
-        return out
+        return updated_gains(before.gain, before.accuracy, accuracy, before.examples,
+                             smoothing=self.cfg.smoothing, min_examples=self.cfg.min_examples)
 
     def weights(self, targets: list[str], accuracy: dict[str, float],
                 gain: dict[str, float]) -> dict[str, float]:
-        """Each target's expected gain per example: measured, else the zone-of-proximal-development
-        prior scaled to the best measured gain; floored at ``explore_floor`` of the best."""
-        scale = max([g for g in gain.values() if g > 0], default=1.0)
-        raw = {s: max(gain[s], 0.0) if s in gain else scale * 4 * accuracy[s] * (1 - accuracy[s])
-               for s in targets}
+        """Each target's weight: the zone-of-proximal-development profile ``4 acc (1 - acc)`` times its
+        measured learning progress relative to the targets' median (clipped to ``progress_range``; 1
+        while unmeasured); floored at ``explore_floor`` of the best."""
+        factor = progress_factors(gain, targets, self.cfg.progress_range)
+        raw = {s: 4 * accuracy[s] * (1 - accuracy[s]) * factor[s] for s in targets}
         floor = self.cfg.explore_floor * max(max(raw.values()), 1e-9)
         return {s: max(w, floor) for s, w in raw.items()}
 

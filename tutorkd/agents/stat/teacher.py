@@ -32,17 +32,35 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Container, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from tutorkd.agents.baselines.policies import Style, even_split, round_total, styled_items
 from tutorkd.agents.baselines.procedural import ProceduralEngine, _AnyOf, derive_seed
 from tutorkd.agents.dataenvgym.policies import split_by_weight
+from tutorkd.agents.gains import progress_factors, updated_gains
 from tutorkd.agents.stat.profile import SkillLabeler, SkillProfile, build_profile
+from tutorkd.io import read_json
 from tutorkd.llm.structured import StructuredLLM
 from tutorkd.protocols import Domain, GenerationContext, SamplingConfig
 from tutorkd.schema import Example, Feedback, Plan, PlanItem, Problem, Record
 
 log = logging.getLogger(__name__)
+
+STATE_FILE = "stat_state.json"
+
+
+class StatState(Record):
+    """STAT's learnability ablation after one plan (``stat_state.json``, restored on resume)."""
+
+    accuracy: dict[str, float]
+    """Validation accuracy per skill of the feedback the plan answered: the next gains' baseline."""
+    examples: dict[str, int]
+    """Examples per skill the plan asked for."""
+    gain: dict[str, float]
+    """Estimated validation accuracy gained per example, per skill measured so far."""
+    factors: dict[str, float]
+    """The learnability factor each profile skill's count was multiplied by in this plan."""
 
 
 class StatPolicy:
@@ -51,43 +69,89 @@ class StatPolicy:
     ``replay_share`` of the round goes evenly over all ``skills`` first (so skills the profile omits
     are not forgotten over rounds); the rest follows the profile. With no difficult question (or none
     labelled) the whole round is uniform over ``skills``, and the reasoning says so.
+
+    ``learnability`` (an ablation, issue 17): the same profile with each skill's count multiplied by
+    its measured learning progress (validation accuracy gained per example in the rounds before, over
+    the median, clipped to these bounds; ``tutorkd.agents.gains``), so a skill the student is not
+    learning gets less of the round than its errors ask for. Needs validation accuracy per skill in the
+    feedback (``skill_list`` or ``skill_tree`` level); its state is saved as ``stat_state.json``.
     """
 
     def __init__(self, labeler: SkillLabeler, skills: Sequence[str], per_round: int, style: Style,
-                 k: int | None = None, replay_share: float = 0.0) -> None:
+                 k: int | None = None, replay_share: float = 0.0,
+                 learnability: tuple[float, float] | None = None, min_examples: int = 10,
+                 smoothing: float = 0.5) -> None:
         if not 0.0 <= replay_share <= 1.0:
             raise ValueError(f"replay_share {replay_share} is outside [0, 1]")
         self.labeler, self.skills, self.k = labeler, tuple(skills), k
         self.per_round, self.style, self.replay_share = per_round, style, replay_share
+        self.learnability, self.min_examples, self.smoothing = learnability, min_examples, smoothing
         self.profile: SkillProfile | None = None
+        self.state: StatState | None = None
 
     def plan(self, feedback: Feedback) -> Plan:
         """Build the profile from ``feedback`` and split the round's examples by it (after replay)."""
         self.profile = profile = build_profile(feedback, self.labeler)
         total = round_total(feedback, self.per_round)
         skills, n = list(profile.counts), list(profile.counts.values())
+        gain, factors = ({}, {}) if self.learnability is None else self.factors(feedback, skills,
+                                                                                self.learnability)
         if not skills:
             counts = even_split(total, len(self.skills))
+            self.remember(feedback, dict(zip(self.skills, counts, strict=True)), gain, factors)
             return Plan(items=styled_items([(s, None) for s in self.skills], counts, self.style),
                         reasoning=f"STAT: no labelled difficult question; {total} examples uniform.")
         replay = round(total * self.replay_share)
         targeted = total - replay
         if self.k is not None and self.k * sum(n) <= targeted:
             counts, rule = [self.k * c for c in n], f"{self.k} per missing-skill occurrence"
+        elif factors:
+            counts = split_by_weight(targeted, [c * factors[s] for s, c in zip(skills, n, strict=True)])
+            rule = "in proportion to the profile times each skill's learning progress"
         else:
             counts, rule = split_by_weight(targeted, n), "in proportion to the profile"
         per_skill = dict(zip(skills, counts, strict=True))
         for skill, extra in zip(self.skills, even_split(replay, len(self.skills)), strict=True):
             per_skill[skill] = per_skill.get(skill, 0) + extra
+        self.remember(feedback, per_skill, gain, factors)
         top = ", ".join(f"{s} {c}" for s, c in list(profile.counts.items())[:4])
         return Plan(items=styled_items([(s, None) for s in per_skill], list(per_skill.values()), self.style),
                     reasoning=f"STAT: {sum(counts)} examples {rule} over {len(skills)} missing skills "
                     f"from {profile.difficult} difficult questions (top: {top}), {replay} replayed "
                     f"evenly over {len(self.skills)} skills.")
 
+    def factors(self, feedback: Feedback, skills: Sequence[str],
+                bounds: tuple[float, float]) -> tuple[dict[str, float], dict[str, float]]:
+        """The gains measured up to ``feedback`` and each profile skill's learnability factor."""
+        if feedback.skill_accuracy is None:
+            raise ValueError("STAT's learnability weighting needs validation accuracy per skill: set the "
+                             "environment's level to skill_list or skill_tree, or stat.learnability: null")
+        gain = {} if self.state is None else updated_gains(
+            self.state.gain, self.state.accuracy, feedback.skill_accuracy, self.state.examples,
+            smoothing=self.smoothing, min_examples=self.min_examples)
+        return gain, progress_factors(gain, skills, bounds)
+
+    def remember(self, feedback: Feedback, examples: dict[str, int], gain: dict[str, float],
+                 factors: dict[str, float]) -> None:
+        """With ``learnability``: keep what the next round's gains are measured against."""
+        if self.learnability is not None and feedback.skill_accuracy is not None:
+            self.state = StatState(accuracy=dict(feedback.skill_accuracy), examples=examples, gain=gain,
+                                   factors=factors)
+
     def views(self) -> list[tuple[str, Record]]:
-        """``skill_profile.json``: the profile behind the last plan."""
-        return [("skill_profile.json", self.profile)] if self.profile is not None else []
+        """``skill_profile.json``: the profile behind the last plan (and, with ``learnability``,
+        ``stat_state.json``)."""
+        out: list[tuple[str, Record]] = []
+        if self.profile is not None:
+            out.append(("skill_profile.json", self.profile))
+        if self.state is not None:
+            out.append((STATE_FILE, self.state))
+        return out
+
+    def restore(self, folder: Path) -> None:
+        """Load the learnability state saved in ``folder`` (none there: start afresh)."""
+        path = Path(folder) / STATE_FILE
+        self.state = read_json(path, StatState) if path.exists() else None
 
 
 class SkillPool:

@@ -27,16 +27,20 @@ import math
 import random
 from collections import Counter
 from collections.abc import Container, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from tutorkd.agents.baselines.policies import round_total
 from tutorkd.agents.baselines.procedural import derive_seed
+from tutorkd.agents.gains import updated_gains
 from tutorkd.agents.tom.calibration import Calibration, calibration
 from tutorkd.agents.tom.interventions import STYLES, Style, error_steps, explain, flip_demonstrations, order
+from tutorkd.agents.tom.learning import learning_utility, skill_gain
 from tutorkd.agents.tom.mental_models import LogisticStudentModel, StudentModelState
 from tutorkd.config import ToMConfig
+from tutorkd.io import read_json
 from tutorkd.protocols import Completion, Domain, GenerationContext, SamplingConfig, Student
 from tutorkd.schema import (
     Attempt,
@@ -79,7 +83,9 @@ class ToMRound(Record):
     selected: dict[str, int]
     """Examples chosen per skill."""
     mean_utility: float
-    """Mean expected utility of the chosen candidates."""
+    """Mean utility (of the kind ``cfg.utility`` names) of the chosen candidates."""
+    gain: dict[str, float] = {}
+    """``utility: learning``: estimated P(right alone) gained per example trained on, per skill measured."""
 
 
 class ToMPolicy:
@@ -127,18 +133,26 @@ class ToMPolicy:
         per_skill = math.ceil(self.cfg.candidates * total / len(self.skills)) if total else 0
         candidates = self.draw(per_skill, rng) if per_skill else []
         beliefs = model.predict(candidates, [model.explanation(p, "full") for p in candidates])
-        utility = np.array([b.utility for b in beliefs])
+        believed = self.skill_beliefs(model, check[0])
+        gain: dict[str, float] = {}
+        if self.cfg.utility == "learning":
+            gain = self.gains(believed)
+            pre = np.array([b.pre for b in beliefs])
+            utility = learning_utility(pre, [p.skill_ids[0] for p in candidates],
+                                       skill_gain(self.skills, believed, gain))
+        else:
+            utility = np.array([b.utility for b in beliefs])
         best = self.choose(candidates, utility, total, np.random.default_rng(rng.getrandbits(32)))
         chosen = [candidates[i] for i in best]
         mean_utility = float(utility[best].mean()) if len(best) else 0.0
         self.last = self._view(feedback, model, check, chosen, mean_utility,
-                               len(fit_set) + len(check[0]) * (1 + len(STYLES)))
+                               len(fit_set) + len(check[0]) * (1 + len(STYLES)), believed, gain)
         items = tuple(PlanItem(count=1, like=p, style=self.style) for p in chosen)
         top = ", ".join(f"{s} {n}" for s, n in Counter(p.skill_ids[0] for p in chosen).most_common(4))
         return Plan(items=items, reasoning=(
             f"ToM: quizzed the student on {self.last.quizzed} answers, fitted its model (check AUC pre "
             f"{_fmt(self.last.pre.auc)}, post {_fmt(self.last.post.auc)}); explaining the {len(chosen)} of "
-            f"{len(candidates)} candidates with the highest expected utility "
+            f"{len(candidates)} candidates with the highest {self.cfg.utility} utility "
             f"(mean {self.last.mean_utility:.2f}; {top})."))
 
     def choose(self, candidates: Sequence[Problem], utility: np.ndarray, total: int,
@@ -168,24 +182,46 @@ class ToMPolicy:
                     chosen.append(rest[skill].pop())
         return chosen
 
+    def skill_beliefs(self, model: LogisticStudentModel, alone: Sequence[Attempt]) -> dict[str, float]:
+        """The model's mean P(right alone) per skill on the check quiz's problems."""
+        pre = model.p_correct([a.problem for a in alone], [None] * len(alone))
+        return {s: float(np.mean([p for p, a in zip(pre, alone, strict=True) if a.problem.skill_ids[0] == s]))
+                for s in self.skills}
+
+    def gains(self, believed: dict[str, float]) -> dict[str, float]:
+        """The learning model's gain estimates: the last plan's, updated with what its round taught
+        (its examples per skill against the change in believed P(right alone) since then)."""
+        last = self.last
+        if last is None:
+            return {}
+        before = {s: b.predicted for s, b in last.skills.items()}
+        return updated_gains(last.gain, before, believed, last.selected,
+                             smoothing=self.cfg.gain_smoothing, min_examples=self.cfg.min_examples)
+
     def _view(self, feedback: Feedback, model: LogisticStudentModel,
               check: tuple[list[Attempt], dict[Style, list[Attempt]]], chosen: Sequence[Problem],
-              mean_utility: float, quizzed: int) -> ToMRound:
+              mean_utility: float, quizzed: int, believed: dict[str, float],
+              gain: dict[str, float]) -> ToMRound:
         alone, full = check[0], check[1]["full"]
         pre = model.p_correct([a.problem for a in alone], [None] * len(alone))
         post = model.p_correct([a.problem for a in full], [a.explanation for a in full])
         shown = feedback.skill_accuracy or {}
-        skills = {s: SkillBelief(predicted=float(np.mean([p for p, a in zip(pre, alone, strict=True)
-                                                          if a.problem.skill_ids[0] == s])),
-                                 observed=shown.get(s)) for s in self.skills}
+        skills = {s: SkillBelief(predicted=believed[s], observed=shown.get(s)) for s in self.skills}
         return ToMRound(round=feedback.round, quizzed=quizzed,
                         pre=calibration(pre, [a.correct for a in alone]),
                         post=calibration(post, [a.correct for a in full]), skills=skills, model=model.state(),
-                        selected=dict(Counter(p.skill_ids[0] for p in chosen)), mean_utility=mean_utility)
+                        selected=dict(Counter(p.skill_ids[0] for p in chosen)), mean_utility=mean_utility,
+                        gain=gain)
 
     def views(self) -> list[tuple[str, Record]]:
         """``calibration.json``: the model's calibration and beliefs behind the last plan."""
         return [(VIEW_FILE, self.last)] if self.last is not None else []
+
+    def restore(self, folder: Path) -> None:
+        """Reload the view saved in ``folder`` (the previous round's directory; none there: start
+        afresh): the learning model's gains and the beliefs they are measured from."""
+        path = Path(folder) / VIEW_FILE
+        self.last = read_json(path, ToMRound) if path.exists() else None
 
 
 def _fmt(x: float | None) -> str:
