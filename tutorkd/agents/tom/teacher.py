@@ -152,7 +152,8 @@ class ToMPolicy:
         return Plan(items=items, reasoning=(
             f"ToM: quizzed the student on {self.last.quizzed} answers, fitted its model (check AUC pre "
             f"{_fmt(self.last.pre.auc)}, post {_fmt(self.last.post.auc)}); explaining the {len(chosen)} of "
-            f"{len(candidates)} candidates with the highest {self.cfg.utility} utility "
+            f"{len(candidates)} candidates with the highest "
+            f"{'expected' if self.cfg.utility == 'immediate' else 'learning'} utility "
             f"(mean {self.last.mean_utility:.2f}; {top})."))
 
     def choose(self, candidates: Sequence[Problem], utility: np.ndarray, total: int,
