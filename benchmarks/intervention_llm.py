@@ -26,6 +26,7 @@ Writes ``benchmarks/results/intervention_llm.json`` and ``.png``.
     python benchmarks/llm_student.py --keep /tmp/bench/llm_student        # the trained adapters
     python benchmarks/intervention_llm.py --trained /tmp/bench/llm_student --difficulty   # the committed JSON
     python benchmarks/intervention_llm.py --students base                  # the base model only
+    python benchmarks/intervention_llm.py --merge A.json B.json --out C.json   # two students' runs joined
 """
 
 from __future__ import annotations
@@ -238,6 +239,28 @@ def summarize(seeds: list[dict], students: list[str]) -> dict:
     return out
 
 
+def merge(a: Path, b: Path, out: Path) -> None:
+    """Join results ``a`` and ``b`` (same options and seeds, other students; each seed draws the same test
+    and practice items) into ``out``: each seed's rows of both, the summary of all the students."""
+    import json
+
+    first, second = (json.loads(p.read_text()) for p in (a, b))
+    options = [{k: v for k, v in r["setup"]["args"].items() if k != "students"} for r in (first, second)]
+    if options[0] != options[1]:
+        raise SystemExit(f"{a} and {b} were run with different options: {options[0]} vs {options[1]}")
+    students = first["setup"]["students"] + [s for s in second["setup"]["students"]
+                                             if s not in first["setup"]["students"]]
+    seeds = [{**x, **{s: y[s] for s in second["setup"]["students"]},
+              "seconds": round(x["seconds"] + y["seconds"], 1)}
+             for x, y in zip(first["seeds"], second["seeds"], strict=True)]
+    args = {**first["setup"]["args"], "students": students}
+    result = {**first, "setup": {**first["setup"], "students": students, "args": args,
+                                 "merged_from": [a.name, b.name]},
+              "seeds": seeds, "summary": summarize(seeds, students),
+              "seconds": round(first["seconds"] + second["seconds"], 1)}
+    common.write_result(result, out, lambda png: figures.intervention_llm(result, png), indent=1)
+
+
 def main() -> None:
     from tutorkd.agents.tom.mental_models import TransformersScorer
     from tutorkd.assembly import build_student_setup
@@ -246,7 +269,13 @@ def main() -> None:
     parser = llm_parser(__doc__, RESULTS, practice_per_skill=30)
     parser.add_argument("--difficulty", action="store_true",
                         help="also the learned model with its item term (rationale length in its skill)")
+    parser.add_argument("--merge", type=Path, nargs=2, default=None, metavar=("A", "B"),
+                        help="run nothing: join two results of the same options for different --students "
+                             "(seed by seed) into --out, with the summary of all their students")
     args = parser.parse_args()
+    if args.merge is not None:
+        merge(*args.merge, args.out)
+        return
     started = time.perf_counter()
     cfg = yaml.safe_load(RECIPE.read_text())
     seeds = []
