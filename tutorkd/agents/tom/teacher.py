@@ -133,7 +133,9 @@ class ToMPolicy:
         per_skill = math.ceil(self.cfg.candidates * total / len(self.skills)) if total else 0
         candidates = self.draw(per_skill, rng) if per_skill else []
         beliefs = model.predict(candidates, [model.explanation(p, "full") for p in candidates])
-        believed = self.skill_beliefs(model, check[0])
+        # P(right alone) on the check quiz, computed once: the per-skill beliefs and the view both use it
+        check_pre = model.p_correct([a.problem for a in check[0]], [None] * len(check[0]))
+        believed = self.skill_beliefs(check_pre, check[0])
         gain: dict[str, float] = {}
         if self.cfg.utility == "learning":
             gain = self.gains(believed)
@@ -146,7 +148,7 @@ class ToMPolicy:
         chosen = [candidates[i] for i in best]
         mean_utility = float(utility[best].mean()) if len(best) else 0.0
         self.last = self._view(feedback, model, check, chosen, mean_utility,
-                               len(fit_set) + len(check[0]) * (1 + len(STYLES)), believed, gain)
+                               len(fit_set) + len(check[0]) * (1 + len(STYLES)), check_pre, believed, gain)
         items = tuple(PlanItem(count=1, like=p, style=self.style) for p in chosen)
         top = ", ".join(f"{s} {n}" for s, n in Counter(p.skill_ids[0] for p in chosen).most_common(4))
         return Plan(items=items, reasoning=(
@@ -183,9 +185,8 @@ class ToMPolicy:
                     chosen.append(rest[skill].pop())
         return chosen
 
-    def skill_beliefs(self, model: LogisticStudentModel, alone: Sequence[Attempt]) -> dict[str, float]:
-        """The model's mean P(right alone) per skill on the check quiz's problems."""
-        pre = model.p_correct([a.problem for a in alone], [None] * len(alone))
+    def skill_beliefs(self, pre: np.ndarray, alone: Sequence[Attempt]) -> dict[str, float]:
+        """The model's mean P(right alone) (``pre``, one per attempt of ``alone``) per skill."""
         return {s: float(np.mean([p for p, a in zip(pre, alone, strict=True) if a.problem.skill_ids[0] == s]))
                 for s in self.skills}
 
@@ -201,10 +202,9 @@ class ToMPolicy:
 
     def _view(self, feedback: Feedback, model: LogisticStudentModel,
               check: tuple[list[Attempt], dict[Style, list[Attempt]]], chosen: Sequence[Problem],
-              mean_utility: float, quizzed: int, believed: dict[str, float],
+              mean_utility: float, quizzed: int, pre: np.ndarray, believed: dict[str, float],
               gain: dict[str, float]) -> ToMRound:
         alone, full = check[0], check[1]["full"]
-        pre = model.p_correct([a.problem for a in alone], [None] * len(alone))
         post = model.p_correct([a.problem for a in full], [a.explanation for a in full])
         shown = feedback.skill_accuracy or {}
         skills = {s: SkillBelief(predicted=believed[s], observed=shown.get(s)) for s in self.skills}
