@@ -78,19 +78,6 @@ def train_rank(job_file: Path) -> None:
         _keep_adapter(out / "saved", out / "adapter")
         losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
         (out / "stats.json").write_text(json.dumps({"steps": trainer.state.global_step, "losses": losses}))
-    _leave_group()
-
-
-def _leave_group() -> None:
-    """Every rank leaves the process group together, once rank 0 has written its files."""
-    import torch.distributed as dist
-
-    # Why: a rank that exits with the group still up may abort in its teardown after a finished training
-    # ("terminate called without an active exception", SIGABRT: seen once with 2 gloo ranks on the CPU,
-    # all 6 steps done), and the launcher then reports the whole training failed.
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def _keep_adapter(saved: Path, adapter: Path) -> None:
