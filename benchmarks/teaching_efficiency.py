@@ -36,7 +36,7 @@ import figures
 
 RESULTS = common.RESULTS / "teaching_efficiency.json"
 TEACHERS = ("uniform", "open-ended", "skill-list", "skill-tree", "stat-sel", "stat-syn", "stat-syn-learn",
-            "progress")
+            "progress", "progress-steps", "progress-lean", "progress-bound")
 FORGET = 0.05
 """The most a strong skill may fall below its base test accuracy at any round (issue 17's guard)."""
 

@@ -3,15 +3,20 @@ replay, and a resumed policy planning as an unbroken one."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from tutorkd.agents.baselines.procedural import ProceduralEngine, has_step
+from tutorkd.agents.progress.focus import focus_split, missed_step, missed_steps
 from tutorkd.agents.progress.policy import STATE_FILE, ProgressPolicy
 from tutorkd.config import ProgressConfig
 from tutorkd.environments.arithmetic import ArithmeticDomain
 from tutorkd.io import write_json
-from tutorkd.schema import Feedback, StructureLevel
+from tutorkd.protocols import GenerationContext
+from tutorkd.schema import Attempt, Feedback, StructureLevel
 
 BASE = {"add.no_carry": 0.99, "add.carry": 0.14, "sub.no_borrow": 0.97, "sub.borrow": 0.15,
         "mul.by_digit": 0.01, "cmp.lead": 1.0, "cmp.same_lead": 0.92, "multi.add_sub": 0.01,
@@ -136,3 +141,56 @@ def test_by_default_contrast_stays_at_one_sibling_example_per_target_example() -
 def test_inconsistent_bounds_are_refused_with_the_fix(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ProgressConfig(**fields)
+
+
+def attempt(question: str, output: str, domain: ArithmeticDomain) -> Attempt:
+    (problem,) = [p for p in domain.sample(domain.classify(question), 2000, random.Random(0))
+                  if p.question == question][:1]
+    answer = output.split("A:")[1]
+    return Attempt(problem=problem, output=output, parsed_answer=answer, correct=answer == problem.answer)
+
+
+def test_missed_steps_name_the_gold_step_where_a_wrong_answer_first_goes_wrong() -> None:
+    d = ArithmeticDomain()
+    wrong_fact = attempt("47+38=", "R:7+8=14 4+3+1=8 A:84", d)  # wrong result at the ones step
+    wrong_setup = attempt("85-38=", "R:5-8=3 8-3=5 A:53", d)  # computes 5-8 where 15-8 is due
+    right = attempt("47+38=", "R:7+8=15 4+3+1=8 A:85", d)
+    assert [missed_step(a) for a in (wrong_fact, wrong_setup, right)] == ["7+8", "15-8", None]
+    missed = missed_steps([wrong_fact, wrong_setup, right, wrong_fact], ["add.carry", "sub.borrow"])
+    assert missed == {"add.carry": Counter({"7+8": 2}), "sub.borrow": Counter({"15-8": 1})}
+
+
+def test_focus_split_spreads_a_share_over_the_missed_steps_by_count() -> None:
+    missed = Counter({"7+8": 3, "5+6": 1})
+    assert focus_split(8, missed, 1.0) == [("7+8", 6), ("5+6", 2)]
+    assert focus_split(8, missed, 0.5) == [("7+8", 3), ("5+6", 1), (None, 4)]
+    assert focus_split(8, Counter(), 1.0) == [(None, 8)]  # nothing missed on validation: plain draws
+
+
+def test_step_focus_asks_for_the_missed_steps_of_targets_only() -> None:
+    d = ArithmeticDomain()
+    errors = (attempt("47+38=", "R:7+8=14 4+3+1=8 A:84", d), attempt("85-38=", "R:5-8=3 8-3=5 A:53", d))
+    fb = feedback(0, BASE).model_copy(update={"errors": errors})
+    plain, focused = policy().plan(fb), policy(focus="steps").plan(fb)
+    assert plain.total == focused.total == 250
+    assert all(i.step is None for i in plain.items)
+    stepped = {(i.skill_id, i.step): i.count for i in focused.items if i.step is not None}
+    by_skill = counts(policy(), fb)
+    # every target example of add.carry and sub.borrow practises its one missed step; contrast (the
+    # mastered siblings) and the targets without a missed step stay plain draws
+    assert stepped == {("add.carry", "7+8"): by_skill["add.carry"],
+                       ("sub.borrow", "15-8"): by_skill["sub.borrow"]}
+    assert f"{sum(stepped.values())} target examples practise a step" in focused.reasoning
+
+
+def test_step_focus_examples_contain_the_step(tmp_path: Path) -> None:
+    d = ArithmeticDomain()
+    fb = feedback(0, BASE).model_copy(update={"errors": (attempt("47+38=", "R:7+8=14 4+3+1=8 A:84", d),)})
+    plan = policy(focus="steps").plan(fb)
+    ctx = GenerationContext(run_id="t", round=0, seed=0, teacher="progress-steps")
+    examples = ProceduralEngine(d).generate(plan, ctx)
+    carry = [e for e in examples if e.provenance.skill_id == "add.carry"]
+    # the step as written or inside a longer computation (the tens step 7+8+1=16 also uses 7+8)
+    assert carry and all(has_step(e.problem, "7+8") for e in carry)
+    assert sum(e.problem.rationale.startswith("7+8=15 ") for e in carry) >= len(carry) // 3
+    assert all(e.provenance.generator.step == "7+8" for e in carry)

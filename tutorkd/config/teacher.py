@@ -201,6 +201,11 @@ class ProgressConfig(Config):
     """Examples of a skill a round must have had for its accuracy change to count as a gain measurement."""
     smoothing: float = Field(0.5, gt=0.0, le=1.0)
     """Weight of the newest gain measurement against the earlier estimate (1: newest only)."""
+    focus: Literal["skill", "steps"] = "skill"
+    """``steps``: a target's examples are problems containing the steps its validation errors first
+    missed (``tutorkd.agents.progress.focus``); ``skill``: plain draws of the skill."""
+    focus_share: float = Field(1.0, ge=0.0, le=1.0)
+    """With ``focus: steps``, the share of a target's examples drawn at its missed steps."""
 
     @model_validator(mode="after")
     def _ordered(self) -> ProgressConfig:

@@ -128,6 +128,13 @@ def main(argv: list[str]) -> None:
         launch(int(argv[1]), argv[2:])
     elif len(argv) == 1:
         train_rank(Path(argv[0]))
+        # Why exit here, skipping the interpreter's and C++'s teardown: a gloo rank that finished (rank 0's
+        # files written and closed) aborted in that teardown ("terminate called without an active
+        # exception", SIGABRT; seen in two fresh-clone test runs), and the launcher then reported the
+        # whole training failed. Leaving the group with a barrier first would wait on a rank that died.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     else:
         sys.exit("usage: python -m tutorkd.students.lora_worker (launch PARENT_PID ARGS... | JOB.json)")
 

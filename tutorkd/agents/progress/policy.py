@@ -33,6 +33,7 @@ from pathlib import Path
 from tutorkd.agents.baselines.policies import Style, round_total, styled_items
 from tutorkd.agents.dataenvgym.policies import skill_accuracy, split_by_weight
 from tutorkd.agents.gains import progress_factors, updated_gains
+from tutorkd.agents.progress.focus import focus_split, missed_steps
 from tutorkd.config import ProgressConfig
 from tutorkd.io import read_json
 from tutorkd.schema import Feedback, Plan, Record, SkillTree
@@ -144,9 +145,12 @@ class ProgressPolicy:
             parts += [(s, rest / len(accuracy), "replay") for s in accuracy]
         counts = split_by_weight(total, [w for _, w, _ in parts]) if total else [0] * len(parts)
         examples: dict[str, int] = {}
+        targeted: dict[str, int] = {}
         roles: dict[str, list[str]] = {}
         for (skill, _, role), n in zip(parts, counts, strict=True):
             examples[skill] = examples.get(skill, 0) + n
+            if role == "target":
+                targeted[skill] = n
             if n and role not in roles.setdefault(skill, []):
                 roles[skill].append(role)
         order = [s for s in accuracy if examples.get(s)]
@@ -158,8 +162,30 @@ class ProgressPolicy:
         why = (f"{total} examples: targets {', '.join(f'{s} ({examples.get(s, 0)})' for s in best)} by "
                f"expected gain per example; {len(mastered)} mastered skills replayed and contrasted"
                + (f"; guarding {', '.join(slipping)}" if slipping else ""))
-        return Plan(items=styled_items([(s, None) for s in order], [examples[s] for s in order], self.style),
+        split = self.focused(feedback, order, examples, targeted)
+        stepped = sum(n for _, step, n in split if step is not None)
+        if cfg.focus == "steps":
+            why += f"; {stepped} target examples practise a step the student missed on validation"
+        return Plan(items=styled_items([(s, None) for s, _, _ in split], [n for _, _, n in split], self.style,
+                                       [step for _, step, _ in split]),
                     reasoning=f"Learning progress: {why}.")
+
+    def focused(self, feedback: Feedback, order: list[str], examples: dict[str, int],
+                targeted: dict[str, int]) -> list[tuple[str, str | None, int]]:
+        """(skill, step, count) of the plan: with ``focus: steps`` each target's own examples split over
+        the steps its validation errors first missed (``tutorkd.agents.progress.focus``), the rest of
+        its examples (contrast, guard, replay roles) and every other skill's plain (step ``None``)."""
+        if self.cfg.focus == "skill":
+            return [(s, None, examples[s]) for s in order]
+        missed = missed_steps(feedback.errors, list(targeted))
+        out: list[tuple[str, str | None, int]] = []
+        for s in order:
+            n = targeted.get(s, 0)
+            parts = focus_split(n, missed[s], self.cfg.focus_share) if n else []
+            if examples[s] > n:
+                parts.append((None, examples[s] - n))
+            out += [(s, step, k) for step, k in parts]
+        return out
 
     def views(self) -> list[tuple[str, Record]]:
         """The state after the last plan, for the loop to save with the round."""
