@@ -198,7 +198,8 @@ class ProgressConfig(Config):
     progress_range: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
     """Bounds of the learning-progress factor (a target's gain over the targets' median gain), low first."""
     min_examples: int = Field(10, ge=1)
-    """Examples of a skill a round must have had for its accuracy change to count as a gain measurement."""
+    """Examples of a skill a round must have had for its accuracy change to count as a gain measurement;
+    a target whose gain was never measured gets this many (``tutorkd.agents.progress``)."""
     smoothing: float = Field(0.5, gt=0.0, le=1.0)
     """Weight of the newest gain measurement against the earlier estimate (1: newest only)."""
     focus: Literal["skill", "steps"] = "skill"
