@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from tutorkd.agents.dataenvgym.policies import split_by_weight
-from tutorkd.agents.tpd.slips import steps
+from tutorkd.agents.tpd.slips import first_wrong_step, steps
 from tutorkd.schema import Attempt
 
 
@@ -29,11 +29,9 @@ def missed_step(attempt: Attempt) -> str | None:
     rationale = attempt.problem.rationale
     if attempt.correct or rationale is None:
         return None
-    gold, wrote = steps(rationale), steps(attempt.output)
-    for i, step in enumerate(gold):
-        if i >= len(wrote) or wrote[i] != step:
-            return step[0]
-    return None
+    gold = steps(rationale)
+    i = first_wrong_step(gold, steps(attempt.output))
+    return None if i is None else gold[i][0]
 
 
 def missed_steps(errors: Iterable[Attempt], skills: Sequence[str]) -> dict[str, Counter[str]]:

@@ -12,7 +12,8 @@ validation accuracy the student gains per example it trains on, and splits each 
   last round per example of it, smoothed over rounds, relative to the targets' median and clipped to
   ``progress_range`` (1 while unmeasured). Every target keeps at least ``explore_floor`` of the best
   weight, so a skill that starts to move is noticed, and a target whose gain was never measured gets
-  ``min_examples`` (from the largest target), so the next feedback measures it.
+  ``min_examples`` (from the replay of skills that are no target's contrast, then from the largest
+  target), so the next feedback measures it.
 - **contrast**: for each example of a target, some examples of its siblings in the skill tree that are
   mastered or were strong at the first feedback (``sub.no_borrow`` beside ``sub.borrow``): the
   procedure it must not misapply. The ratio starts at

@@ -116,12 +116,16 @@ def first_slip(attempt: Attempt, domain: ArithmeticDomain) -> Slip | None:
 
     if not wrote:
         return slip("no_steps")
-    for i, (expression, result) in enumerate(gold):
-        if i >= len(wrote) or wrote[i][0] != expression:
-            return slip("setup", i)
-        if wrote[i][1] != result:
-            return slip("fact", i)
-    return slip("assembly")
+    i = first_wrong_step(gold, wrote)
+    if i is None:
+        return slip("assembly")
+    return slip("setup" if i >= len(wrote) or wrote[i][0] != gold[i][0] else "fact", i)
+
+
+def first_wrong_step(gold: Sequence[tuple[str, str]], wrote: Sequence[tuple[str, str]]) -> int | None:
+    """Index of the first gold ``(expression, result)`` step that ``wrote`` misses (another computation,
+    another result, or no step there); ``None`` when every gold step is written as it should be."""
+    return next((i for i, step in enumerate(gold) if i >= len(wrote) or wrote[i] != step), None)
 
 
 def locate_slips(attempts: Sequence[Attempt], domain: ArithmeticDomain) -> SlipSummary:
