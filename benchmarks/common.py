@@ -97,17 +97,19 @@ def teacher_spec(name: str) -> TeacherConfig:
     return load_config(TeacherConfig, REPO / "agents" / f"{name}.yaml")
 
 
-def run_config(*, env: str, teacher: str, seed: int, runs_root: Path, environment: dict | None = None,
+def run_config(*, env: str, teacher: str | dict, seed: int, runs_root: Path, environment: dict | None = None,
                teacher_fields: dict | None = None, student: dict | None = None,
                backend: dict | None = None) -> RunConfig:
-    """The run of ``environments/{env}.yaml`` and ``agents/{teacher}.yaml`` with the given fields of
-    each overridden (a benchmark resizes them), the default student and backend unless given."""
+    """The run of ``environments/{env}.yaml`` and ``agents/{teacher}.yaml`` (or ``teacher``, a spec given
+    as a dict) with the given fields of each overridden (a benchmark resizes them), the default student
+    and backend unless given."""
     from tutorkd.config import ENV_SPEC, RunConfig, load_config
 
     spec = load_config(ENV_SPEC, REPO / "environments" / f"{env}.yaml")
     return RunConfig.model_validate({
         "environment": spec.model_dump() | (environment or {}),
-        "teacher": teacher_spec(teacher).model_dump() | (teacher_fields or {}),
+        "teacher": (teacher_spec(teacher).model_dump() if isinstance(teacher, str) else teacher)
+        | (teacher_fields or {}),
         "student": student or {},
         "backend": backend or {},
         "seed": seed,

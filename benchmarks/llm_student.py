@@ -56,7 +56,8 @@ TEACHERS = {
     # agents/tpd.yaml and agents/open-ended.yaml; both read only errors, so they run at the open-ended level
     "tpd": {"name": "tpd", "policy": "tpd", "engine": "discriminating"},
     "open-ended": {"name": "open-ended", "policy": "error_driven", "engine": "procedural"},
-    # The learning-progress teacher (agents/progress.yaml), at the recipe's skill_tree level
+    # The learning-progress teacher at the recipe's skill_tree level, with ProgressConfig's defaults (as
+    # agents/progress.yaml but explore_examples null: a never-measured skill gets uniform's share once)
     "progress": {"name": "progress", "policy": "progress", "engine": "procedural"},
 }
 LEVELS = {"tpd": "open_ended", "open-ended": "open_ended"}  # the others: the recipe's skill_tree

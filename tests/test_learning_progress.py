@@ -31,8 +31,10 @@ def feedback(round: int, accuracy: dict[str, float], used: int = 0,
                     budget_used=used, budget_total=3000)
 
 
-def policy(**cfg: float) -> ProgressPolicy:
-    return ProgressPolicy(ArithmeticDomain().tree, 250, "rationale", ProgressConfig(**cfg))
+def policy(**cfg: float | None) -> ProgressPolicy:
+    """The policy as ``agents/progress.yaml`` configures it for the tiny student (exploration of 10)."""
+    return ProgressPolicy(ArithmeticDomain().tree, 250, "rationale",
+                          ProgressConfig(**({"explore_examples": 10} | cfg)))
 
 
 def counts(p: ProgressPolicy, fb: Feedback) -> dict[str, int]:
@@ -49,7 +51,7 @@ def test_the_first_round_goes_to_partly_known_skills_with_their_mastered_sibling
     assert sum(got.values()) == 250
     # 4 acc (1 - acc): 0.14 and 0.15 are in the zone, 0.01 is not yet
     assert got["add.carry"] > 4 * got["mul.by_digit"] and got["sub.borrow"] > 4 * got["multi.add_sub"]
-    # a target never measured gets min_examples (10), so the next feedback measures its gain
+    # a target never measured gets explore_examples (10), so the next feedback measures its gain
     assert got["mul.by_digit"] == got["multi.add_sub"] == got["multi.add_add"] == 10
     # contrast: the mastered sibling of each target gets contrast_share of it, and keeps its replay; the
     # 3 x 6 examples the unmeasured targets took came out of the other replay (the comparisons' 12),
@@ -90,6 +92,25 @@ def test_an_unmeasured_target_is_explored_once_then_falls_to_its_weight() -> Non
     counts(p, feedback(0, BASE))
     learned = counts(p, feedback(1, dict(BASE, **{"multi.add_add": 0.3}), used=250))
     assert learned["multi.add_add"] > 2 * learned["mul.by_digit"] and learned["multi.add_add"] > 20
+
+
+def test_exploration_is_the_uniform_share_by_default_and_never_below_min_examples() -> None:
+    # the default (explore_examples None): ceil(250 / 9) = 28, what uniform gives each skill, taken
+    # from the comparisons' replay, then from the largest targets; no target is drained below it, so the
+    # last one explored gets what the targets' share has left (contrast shares are never taken)
+    got = counts(policy(explore_examples=None), feedback(0, BASE))
+    assert got["add.carry"] == got["sub.borrow"] == got["mul.by_digit"] == got["multi.add_sub"] == 28
+    assert got["multi.add_add"] == 19 and got["sub.no_borrow"] == 61
+    assert sum(got.values()) == 250 and "cmp.lead" not in got
+    assert counts(policy(explore_examples=4, min_examples=6), feedback(0, BASE))["multi.add_add"] == 6
+
+
+def test_a_student_that_knows_nothing_yet_gets_a_uniform_first_round() -> None:
+    # a pretrained LLM before it learned the answer format: every skill a target, none measured
+    low = {s: 0.1 if s.startswith("cmp") else 0.0 for s in BASE}
+    got = counts(policy(explore_examples=None), feedback(0, low))
+    assert sum(got.values()) == 250 and set(got) == set(BASE)
+    assert max(got.values()) - min(got.values()) <= 2  # 27 or 28 each, as uniform's 250 / 9
 
 
 def test_a_strong_sibling_that_slipped_below_mastery_still_contrasts_its_target() -> None:

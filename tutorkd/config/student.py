@@ -64,6 +64,11 @@ class TinyStudentConfig(Config):
     def _batch_splits(self) -> TinyStudentConfig:
         return _check_batch_split(self)
 
+    @property
+    def launched(self) -> bool:
+        """Whether LoRA training runs in processes of its own (``accelerate launch``)."""
+        return self.train_processes > 1
+
 
 class HFStudentConfig(Config):
     """A pretrained Hugging Face causal LM, taught with LoRA (``tutorkd.students.hf``).
@@ -115,6 +120,12 @@ class HFStudentConfig(Config):
             raise ValueError("deepspeed_zero needs GPUs: set device: cuda (or auto on a GPU machine), or "
                              "drop deepspeed_zero to train on the CPU")
         return _check_batch_split(self)
+
+    @property
+    def launched(self) -> bool:
+        """Whether LoRA training runs in processes of its own (``accelerate launch``): several of them,
+        or DeepSpeed, which always goes through the launcher."""
+        return self.train_processes > 1 or self.deepspeed_zero is not None
 
     @property
     def source(self) -> str:

@@ -183,12 +183,14 @@ class ProgressConfig(Config):
     contrast_share: float = Field(1.0, ge=0.0)
     """Examples of a target's mastered siblings per example of the target at first (the procedure it must
     not misapply: ``sub.no_borrow`` beside ``sub.borrow``); then doubled after a round in which a sibling
-    slipped, halved after one in which they all held (never below ``min_contrast``)."""
+    slipped, times ``contrast_relax`` after one in which they all held (never below ``min_contrast``)."""
     # Why a floor of 1.0: at 0.3, or halved to about 0.5 after a round whose validation showed no slip,
     # sub.no_borrow fell 9-16 test points below its base while sub.borrow was learned (probes, seed 0,
     # 4 rounds of 250); at 1.0 in the first round it held within 4.
     min_contrast: float = Field(1.0, ge=0.0)
     max_contrast: float = Field(2.0, ge=0.0)
+    contrast_relax: float = Field(0.5, gt=0.0, le=1.0)
+    """The contrast ratio's factor after a round in which every sibling held (1: it never comes down)."""
     explore_floor: float = Field(0.05, ge=0.0, le=1.0)
     """Every target's weight is at least this share of the best one's."""
     # Why a bounded factor on the profile, not the measured gain alone: with 100 validation problems a
@@ -198,8 +200,15 @@ class ProgressConfig(Config):
     progress_range: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
     """Bounds of the learning-progress factor (a target's gain over the targets' median gain), low first."""
     min_examples: int = Field(10, ge=1)
-    """Examples of a skill a round must have had for its accuracy change to count as a gain measurement;
-    a target whose gain was never measured gets this many (``tutorkd.agents.progress``)."""
+    """Examples of a skill a round must have had for its accuracy change to count as a gain measurement."""
+    # Why a uniform share by default, not min_examples: SmolLM2's multi.add_add went from 0.00 to 0.03
+    # test accuracy on 10 exploration examples and to 0.31 on uniform's 27 (llm_student.json): a
+    # pretrained student's first examples of a skill teach its format, and fewer than the baseline's
+    # share measure almost nothing.
+    explore_examples: int | None = Field(None, ge=1)
+    """Examples a target whose gain was never measured gets once (at least ``min_examples``); ``None``:
+    the uniform share of the round (its examples over every skill, rounded up), so that its first
+    measurement rests on as much data as the uniform baseline gives it."""
     smoothing: float = Field(0.5, gt=0.0, le=1.0)
     """Weight of the newest gain measurement against the earlier estimate (1: newest only)."""
     focus: Literal["skill", "steps"] = "skill"

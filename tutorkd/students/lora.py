@@ -116,7 +116,7 @@ def train_lora(
     """
     if not pairs:
         raise ValueError("no training pairs; a LoRA needs at least one (prompt, completion)")
-    if cfg.train_processes > 1 or getattr(cfg, "deepspeed_zero", None) is not None:
+    if cfg.launched:
         from tutorkd.students.distributed import train_lora_launched
 
         out_dir = Path(out_dir)

@@ -12,14 +12,14 @@ validation accuracy the student gains per example it trains on, and splits each 
   last round per example of it, smoothed over rounds, relative to the targets' median and clipped to
   ``progress_range`` (1 while unmeasured). Every target keeps at least ``explore_floor`` of the best
   weight, so a skill that starts to move is noticed, and a target whose gain was never measured gets
-  ``min_examples`` (from the replay of skills that are no target's contrast, then from the largest
-  target), so the next feedback measures it.
+  ``explore_examples`` (by default the uniform share of the round; from the replay of skills that are
+  no target's contrast, then from the largest target), so the next feedback measures it.
 - **contrast**: for each example of a target, some examples of its siblings in the skill tree that are
   mastered or were strong at the first feedback (``sub.no_borrow`` beside ``sub.borrow``): the
   procedure it must not misapply. The ratio starts at
   ``contrast_share`` and follows the measurement: doubled (up to ``max_contrast``) after a round in
-  which a sibling slipped more than ``guard_drop`` below its first accuracy, halved (down to
-  ``min_contrast``) after one in which every sibling held within half of that.
+  which a sibling slipped more than ``guard_drop`` below its first accuracy, times ``contrast_relax``
+  (down to ``min_contrast``) after one in which every sibling held within half of that.
 - **guard**: a skill that was strong at the first feedback (``strong_above``) and has slipped more than
   ``guard_drop`` below that gets ``guard_share`` of the round, until it is back.
 - **replay**: ``replay_share`` of the round spread over the mastered skills.
@@ -107,7 +107,7 @@ class ProgressPolicy:
             elif any(accuracy[s] < base[s] - cfg.guard_drop for s in siblings):
                 out[t] = min(2 * ratio, cfg.max_contrast)
             elif all(accuracy[s] >= base[s] - cfg.guard_drop / 2 for s in siblings):
-                out[t] = max(ratio / 2, cfg.min_contrast)
+                out[t] = max(ratio * cfg.contrast_relax, cfg.min_contrast)
             else:
                 out[t] = ratio
         return out
@@ -151,7 +151,8 @@ class ProgressPolicy:
         else:  # every skill mastered: keep them all
             parts += [(s, rest / len(accuracy), "replay") for s in accuracy]
         counts = split_by_weight(total, [w for _, w, _ in parts]) if total else [0] * len(parts)
-        counts = self.explored(parts, counts, gain)
+        need = self.cfg.explore_examples or -(-total // len(accuracy))
+        counts = self.explored(parts, counts, gain, max(need, cfg.min_examples))
         examples: dict[str, int] = {}
         targeted: dict[str, int] = {}
         roles: dict[str, list[str]] = {}
@@ -179,8 +180,8 @@ class ProgressPolicy:
                     reasoning=f"Learning progress: {why}.")
 
     def explored(self, parts: list[tuple[str, float, str]], counts: list[int],
-                 gain: dict[str, float]) -> list[int]:
-        """``counts`` with every target whose gain is not measured yet raised to ``min_examples``, taken
+                 gain: dict[str, float], need: int) -> list[int]:
+        """``counts`` with every target whose gain is not measured yet raised to ``need``, taken
         from the replay of mastered skills that are no target's contrast first, then from the target with
         the most examples, so the next feedback measures it.
 
@@ -191,7 +192,6 @@ class ProgressPolicy:
         first because it is the least urgent share; a contrast share is never taken.
         """
         out = list(counts)
-        need = self.cfg.min_examples
         targets = [i for i, (_, _, role) in enumerate(parts) if role == "target"]
         # Why not the replay of a contrast sibling: that share protects the skill most at risk (probe, seed 1:
         # sub.no_borrow fell 6.5 test points in the round its replay went to exploration)
