@@ -125,6 +125,17 @@ def test_a_strong_sibling_that_slipped_below_mastery_still_contrasts_its_target(
     assert got["sub.no_borrow"] > 2 * got["sub.borrow"]
 
 
+@pytest.mark.parametrize(("relax", "after"), [(0.5, 1.0), (1.0, 2.0)])
+def test_a_raised_contrast_comes_down_by_contrast_relax_once_the_siblings_hold(relax: float,
+                                                                              after: float) -> None:
+    p = policy(contrast_relax=relax)
+    counts(p, feedback(0, BASE))
+    counts(p, feedback(1, dict(BASE, **{"sub.no_borrow": 0.93}), used=250))  # slipped 4 points
+    assert p.state is not None and p.state.contrast["sub.borrow"] == 2.0
+    counts(p, feedback(2, BASE, used=500))  # held: x contrast_relax, not below min_contrast (1.0)
+    assert p.state.contrast["sub.borrow"] == after
+
+
 def test_a_strong_skill_that_slips_is_guarded_until_it_is_back() -> None:
     p = policy()
     counts(p, feedback(0, BASE))

@@ -151,7 +151,7 @@ class ProgressPolicy:
         else:  # every skill mastered: keep them all
             parts += [(s, rest / len(accuracy), "replay") for s in accuracy]
         counts = split_by_weight(total, [w for _, w, _ in parts]) if total else [0] * len(parts)
-        need = self.cfg.explore_examples or -(-total // len(accuracy))
+        need = cfg.explore_examples or -(-total // len(accuracy))
         counts = self.explored(parts, counts, gain, max(need, cfg.min_examples))
         examples: dict[str, int] = {}
         targeted: dict[str, int] = {}
