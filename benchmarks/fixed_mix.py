@@ -20,7 +20,7 @@ MIXES: dict[str, dict[str, float]] = {
     "mix-targets": {"add.carry": 0.5, "sub.borrow": 0.5},
     # Targets with 40 % contrast from their no-carry / no-borrow siblings.
     "mix-contrast40": {"add.carry": 0.3, "sub.borrow": 0.3, "add.no_carry": 0.2, "sub.no_borrow": 0.2},
-    # Subtraction contrast heavier (sub.no_borrow is the sibling that slips), a little cmp replay.
+    # Subtraction contrast heavier (sub.no_borrow is the sibling that slips), add.no_carry's lighter.
     "mix-contrast35": {"add.carry": 0.35, "sub.borrow": 0.3, "add.no_carry": 0.1, "sub.no_borrow": 0.25},
     # As mix-contrast35, with the no-carry share moved to sub.no_borrow (add.no_carry held without it).
     "mix-sub30": {"add.carry": 0.35, "sub.borrow": 0.3, "add.no_carry": 0.05, "sub.no_borrow": 0.3},

@@ -92,15 +92,13 @@ class ProgressPolicy:
         floor = self.cfg.explore_floor * max(max(raw.values()), 1e-9)
         return {s: max(w, floor) for s, w in raw.items()}
 
-    def contrasts(self, targets: list[str], accuracy: dict[str, float], base: dict[str, float],
-                  protected: set[str]) -> dict[str, float]:
-        """Each target's contrast ratio: the last one moved by how its siblings held (module docstring)."""
+    def contrasts(self, contrast: dict[str, list[str]], accuracy: dict[str, float],
+                  base: dict[str, float]) -> dict[str, float]:
+        """Each target's contrast ratio, given its contrast siblings: the last one moved by how those
+        siblings held (module docstring)."""
         cfg, before = self.cfg, self.state.contrast if self.state is not None else {}
         out = {}
-        # Why also those mastered at first: a sibling that slipped below master_above is the very case
-        was = protected | {s for s, a in base.items() if a >= cfg.master_above}
-        for t in targets:
-            siblings = self.siblings(t, was - {t})
+        for t, siblings in contrast.items():
             ratio = before.get(t)
             if ratio is None or not siblings:
                 out[t] = cfg.contrast_share
@@ -137,12 +135,14 @@ class ProgressPolicy:
         weights = self.weights(targets, accuracy, gain) if targets else {}
         ratio: dict[str, float] = {}
         if weights:
-            # Why also the skills strong at first: one that slipped below master_above is a target now, and
-            # dropping it from its sibling's contrast then (sub.no_borrow at 0.89 beside sub.borrow) took
-            # the contrast away exactly when it was needed (probe, seed 0: it fell 8 test points).
-            protected = mastered | {s for s, b in base.items() if b >= cfg.strong_above}
+            # Why also the skills strong or mastered at first: one that slipped below master_above is a
+            # target now, and dropping it from its sibling's contrast then (sub.no_borrow at 0.89 beside
+            # sub.borrow) took the contrast away exactly when it was needed (probe, seed 0: it fell 8 test
+            # points).
+            first = min(cfg.strong_above, cfg.master_above)
+            protected = mastered | {s for s, b in base.items() if b >= first}
             contrast = {t: self.siblings(t, protected - {t}) for t in targets}
-            ratio = self.contrasts(targets, accuracy, base, protected)
+            ratio = self.contrasts(contrast, accuracy, base)
             whole = sum(w * (1 + ratio[t] * bool(contrast[t])) for t, w in weights.items())
             for t, w in weights.items():
                 parts.append((t, rest * w / whole, "target"))
