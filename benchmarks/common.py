@@ -52,8 +52,21 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 """The shared options, by ``argparse`` destination; ``parser`` adds those a script gives a default."""
 
+def cpu_model() -> str | None:
+    """The processor's model name from ``/proc/cpuinfo`` (``None`` where there is none).
+
+    Why recorded: the tiny base student is pretrained on each host, and CPUs with other float kernels
+    give other weights under the same cache key (an AMD EPYC host's student started at 0.04 on
+    ``add.carry`` where an earlier host's started at 0.13): tiny-student results compare only within
+    one host, which this field and a result's base accuracies tell."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.is_file() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+
+
 MACHINE_FIELDS: dict[str, Callable[[], object]] = {
     "cpus": os.cpu_count,
+    "cpu_model": cpu_model,
     "platform": platform.platform,
     "python": platform.python_version,
     "machine": platform.machine,
@@ -70,7 +83,7 @@ def parser(doc: str, **defaults: object) -> argparse.ArgumentParser:
     return out
 
 
-def machine_info(fields: Sequence[str] = ("cpus", "platform", "python")) -> dict[str, object]:
+def machine_info(fields: Sequence[str] = ("cpus", "cpu_model", "platform", "python")) -> dict[str, object]:
     """What the timings were measured on (``MACHINE_FIELDS`` names the fields one may ask for)."""
     return {name: MACHINE_FIELDS[name]() for name in fields}
 

@@ -18,7 +18,9 @@ much of a teacher's edge is *more* weak-skill data and how much is *better* weak
 best teacher's median final one, so the best teacher reaches it on at least half the seeds. Over
 seeds: median, min and max. Writes ``benchmarks/results/teaching_efficiency.json`` and ``.png``.
 ``--teachers mix-contrast35`` (and the other names of ``fixed_mix.MIXES``) runs a fixed hand-set
-allocation instead of a teacher: the ceiling of allocation alone, chosen with hindsight.
+allocation instead of a teacher: the ceiling of allocation alone, chosen with hindsight;
+``--teachers progress-light-quiz`` (and the other names of ``quiz_engine.QUIZZED``) a teacher whose
+examples are the problems the student misses when quizzed.
 
     .venv/bin/python benchmarks/teaching_efficiency.py [--seeds 0 1 2] [--backend transformers]
         [--test-per-skill 200] [--rounds 3] [--budget 3000] [--teachers stat-sel uniform]
@@ -37,6 +39,7 @@ from pathlib import Path
 import common
 import figures
 from fixed_mix import MIXES, mix_teacher
+from quiz_engine import QUIZZED, quiz_teacher
 
 RESULTS = common.RESULTS / "teaching_efficiency.json"
 TEACHERS = ("uniform", "open-ended", "skill-list", "skill-tree", "stat-sel", "stat-syn", "stat-syn-learn",
@@ -53,7 +56,8 @@ def run_once(args, teacher: str, seed: int, root: Path) -> dict:
             and len((d / "metrics.jsonl").read_text().splitlines()) == args.rounds + 1]
     if args.keep_runs is not None and done:  # Why: a benchmark stopped halfway reuses its finished runs
         return summarize_run(done[-1], teacher, seed, wall_s=None)
-    spec = mix_teacher(teacher) if teacher in MIXES else teacher
+    spec = (mix_teacher(teacher) if teacher in MIXES else quiz_teacher(teacher) if teacher in QUIZZED
+            else teacher)
     cfg = common.run_config(
         env="arithmetic-tree", teacher=spec, seed=seed, runs_root=root / teacher,
         environment={"rounds": args.rounds, "budget": args.budget, "test_per_skill": args.test_per_skill,
@@ -183,8 +187,9 @@ def main() -> None:
     parser = common.parser(__doc__, seeds=[0, 1, 2], rounds=3, test_per_skill=500, val_per_skill=100,
                            backend="vllm", pretrain_steps=None, epochs=None, out=RESULTS)
     parser.add_argument("--teachers", nargs="+", default=list(TEACHERS),
-                        choices=TEACHERS + tuple(MIXES),
-                        help="agents/<name>.yaml, or a fixed allocation of benchmarks/fixed_mix.py (mix-*)")
+                        choices=TEACHERS + tuple(MIXES) + tuple(QUIZZED),
+                        help="agents/<name>.yaml, a fixed allocation of benchmarks/fixed_mix.py (mix-*), "
+                             "or a teacher with the quiz engine of benchmarks/quiz_engine.py (*-quiz)")
     parser.add_argument("--budget", type=int, default=3000, help="examples per run, split evenly over rounds")
     parser.add_argument("--weak-below", type=float, default=0.3)
     parser.add_argument("--strong-above", type=float, default=0.6)
