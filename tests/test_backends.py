@@ -37,9 +37,12 @@ def versions(tiny_base, tiny_cfg, domain, prompts, tmp_path_factory) -> dict[str
         "fours": [(prompt, "A:4444") for prompt in constant_prompts],
         "real": [(domain.prompt(p), domain.completion(p, "rationale")) for p in problems],
     }
+    # Why 6 epochs for the constant adapters, not tiny_cfg's 3: with 3, one build host's "sevens"
+    # adapter answered 17 of the 20 prompts with the constant; the tests check serving, not learning.
+    constant_cfg = tiny_cfg.model_copy(update={"epochs": 6})
     out = {}
     for i, (name, pairs) in enumerate(targets.items(), start=1):
-        train_lora(tiny_base, pairs, root / name, tiny_cfg, seed=i)
+        train_lora(tiny_base, pairs, root / name, tiny_cfg if name == "real" else constant_cfg, seed=i)
         out[name] = StudentVersion(name=name, round=i, adapter_path=str(root / name), lora_int_id=i)
     return out
 

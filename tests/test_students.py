@@ -174,7 +174,9 @@ def test_tiny_student_trains_then_answers_better(tiny_base, tiny_cfg, domain, tm
     assert trained.stats is not None and trained.stats.examples == 64
     after = student.answer(problems)
     acc = lambda attempts: sum(a.correct for a in attempts) / len(attempts)  # noqa: E731
-    assert acc(after) >= acc(before) + 0.2, (acc(before), acc(after))
+    # Why half the headroom when that is less than 0.2: the base depends on the host's float kernels, and
+    # one host's tiny base already answered 84 % of these right (it then reached 100 %).
+    assert acc(after) - acc(before) >= min(0.2, (1 - acc(before)) / 2), (acc(before), acc(after))
     for a in after:
         assert (a.confidence is None) == (a.parsed_answer is None)
         assert a.confidence is None or 0 < a.confidence <= 1
