@@ -126,7 +126,7 @@ def test_probe_gain_favours_an_example_of_the_probed_skill(tiny_base: Path) -> N
     ]
     # Why 0.001, not the library's default 0.005: the claim is first-order (a step on an example of the
     # probed skill lowers its loss), and on one build host's tiny base 0.005 overshot: add.carry steps
-    # raised the probe loss on 2 of 4 draws of 16, while at 0.001 they lowered it on every draw.
+    # raised the probe loss on 3 of 4 draws of 16, while at 0.001 they lowered it on every draw.
     gains = signals.probe_gain(same + other, probe, lr=0.001)
     assert sum(gains[:4]) > sum(gains[4:])
     before = signals.probe_loss(probe)
