@@ -19,7 +19,10 @@ from __future__ import annotations
 import random
 from collections.abc import Container
 
-from tutorkd.agents.baselines.procedural import ProceduralEngine, derive_seed
+from common import teacher_spec
+from fixed_mix import MIXES, mix_teacher
+
+from tutorkd.agents.baselines.procedural import ProceduralEngine, _AnyOf, derive_seed
 from tutorkd.agents.teacher import BuildInputs
 from tutorkd.protocols import Domain, GenerationContext
 from tutorkd.schema import Example, Plan, Problem
@@ -32,16 +35,6 @@ QUIZZED: dict[str, tuple[str, dict]] = {
 }
 """Teachers ``teaching_efficiency.py`` runs with this engine: (the teacher whose plans it keeps, the
 engine's options)."""
-
-
-class _AnyOf:
-    """Membership in any of several containers (the held-out sets, earlier rounds' questions)."""
-
-    def __init__(self, *containers: Container[str]) -> None:
-        self.containers = containers
-
-    def __contains__(self, item: object) -> bool:
-        return any(item in c for c in self.containers)
 
 
 class QueuedSampler:
@@ -94,34 +87,34 @@ class QuizEngine:
             raise ValueError("the quiz engine makes plain skill items only (no like, no step)")
         rng = random.Random(derive_seed("quiz", context.seed, context.round))
         exclude = _AnyOf(self.exclude, context.avoid)
-        queues: dict[str, list[Problem]] = {}
-        quizzed: list[Problem] = []
+        # Why per skill, not per item: one queue serves every item of a skill (a ``mixed`` style plan
+        # splits a skill over two items), so its candidates are drawn and ranked once, for all of them.
+        counts: dict[str, int] = {}
         for item in plan.items:
-            drawn = self.domain.sample(item.skill_id, item.count * self.size(item.skill_id), rng, exclude)
-            queues[item.skill_id] = list({p.question: p for p in drawn}.values())  # sampled with replacement
-            if self.size(item.skill_id) > 1:
-                quizzed += queues[item.skill_id]
+            counts[item.skill_id] = counts.get(item.skill_id, 0) + item.count
+        queues: dict[str, list[Problem]] = {}
+        for skill, count in counts.items():
+            drawn = self.domain.sample(skill, count * self.size(skill), rng, exclude)
+            queues[skill] = list({p.question: p for p in drawn}.values())  # sampled with replacement
+        quizzed = [p for skill in counts if self.size(skill) > 1 for p in queues[skill]]
         answers = self.student.answer(quizzed) if quizzed else []
         missed = {a.problem.question for a in answers if not a.correct}
-        for item in plan.items:
-            if self.size(item.skill_id) == 1:
+        for skill, count in counts.items():
+            if self.size(skill) == 1:
                 continue
-            drawn = queues[item.skill_id]
+            drawn = queues[skill]
             wrong = [p for p in drawn if p.question in missed]
             right = [p for p in drawn if p.question not in missed]
-            hard = min(round(item.count * self.hard_share), len(wrong))
-            queues[item.skill_id] = wrong[:hard] + right[:item.count - hard] + wrong[hard:] + right
-            print(f"  quiz {item.skill_id}: {len(wrong)} of {len(drawn)} candidates missed, {hard} of "
-                  f"{item.count} examples are misses", flush=True)
+            hard = min(round(count * self.hard_share), len(wrong))
+            queues[skill] = wrong[:hard] + right[:count - hard] + wrong[hard:] + right[count - hard:]
+            print(f"  quiz {skill}: {len(wrong)} of {len(drawn)} candidates missed, {hard} of "
+                  f"{count} examples are misses", flush=True)
         engine = ProceduralEngine(self.domain, self.exclude, QueuedSampler(self.domain, queues), self.name)
         return engine.generate(plan, context)
 
 
 def quiz_teacher(name: str) -> dict:
     """The teacher spec (a dict for ``TeacherConfig``) of the named ``QUIZZED`` teacher."""
-    from common import teacher_spec
-    from fixed_mix import MIXES, mix_teacher
-
     base, options = QUIZZED[name]
     spec = mix_teacher(base) if base in MIXES else teacher_spec(base).model_dump()
     return spec | {"name": name, "engine": {"import": "quiz_engine:QuizEngine", **options}}

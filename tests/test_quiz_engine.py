@@ -38,7 +38,7 @@ class OddMisser:
 
     def answer(self, problems: Sequence[Problem], explanations=None) -> list[Attempt]:
         self.asked += [p.question for p in problems]
-        return [Attempt(problem=p, output="", parsed_answer=None, correct=odd(p) is False) for p in problems]
+        return [Attempt(problem=p, output="", parsed_answer=None, correct=not odd(p)) for p in problems]
 
 
 def odd(problem: Problem) -> bool:
@@ -93,3 +93,13 @@ def test_the_quizzed_teachers_load(quiz: ModuleType) -> None:
     for name in quiz.QUIZZED:
         cfg = TeacherConfig.model_validate(quiz.quiz_teacher(name))
         assert cfg.name == name and cfg.engine.load() is quiz.QuizEngine
+
+
+def test_a_skill_split_over_two_items_is_quizzed_once_for_both(quiz: ModuleType) -> None:
+    student = OddMisser()
+    plan = Plan(items=(PlanItem(count=15, skill_id="add.carry", style="rationale"),
+                       PlanItem(count=15, skill_id="add.carry", style="direct")))
+    made = engine(quiz, student, default=4).generate(plan, CONTEXT)
+    assert len(made) == 30 and all(odd(e.problem) for e in made)
+    assert [e.provenance.generator.style for e in made] == ["rationale"] * 15 + ["direct"] * 15
+    assert len(student.asked) == len(set(student.asked)) <= 120  # one draw of 4 per example, quizzed once
