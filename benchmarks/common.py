@@ -91,7 +91,8 @@ def _native_bf16() -> bool:
     return cpu_has_native_bf16()
 
 
-def machine_info(fields: Sequence[str] = ("cpus", "cpu_model", "cpu_native_bf16", "platform", "python")) -> dict[str, object]:
+def machine_info(fields: Sequence[str] = ("cpus", "cpu_model", "cpu_native_bf16", "platform", "python"),
+                 ) -> dict[str, object]:
     """What the timings were measured on (``MACHINE_FIELDS`` names the fields one may ask for)."""
     return {name: MACHINE_FIELDS[name]() for name in fields}
 

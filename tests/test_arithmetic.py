@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tutorkd.environments.arithmetic import DEFAULT_PRETRAIN_MIX, ArithmeticDomain
+from tutorkd.environments.arithmetic import DEFAULT_PRETRAIN_MIX, SPACE_SIZES, ArithmeticDomain, count_space
 from tutorkd.environments.heldout import HeldOut
 from tutorkd.schema import Example, GeneratorParams, Provenance
 
@@ -174,6 +174,12 @@ def test_space_sizes_are_exact():
         + sum(1 for a in range(10, 100) for b in range(10, 100) if a % 10 + b % 10 < 10 and a + b >= 100)
         == 90 * 90
     )
+
+
+def test_the_space_size_table_is_what_enumeration_counts():
+    leaves = list(DOMAIN.tree.leaves())
+    assert sorted(SPACE_SIZES) == sorted(leaves)
+    assert {s: count_space(s) for s in leaves} == SPACE_SIZES
 
 
 # --------------------------------------------------------------------------------------------------

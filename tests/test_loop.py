@@ -70,11 +70,19 @@ def check_finished_run(run_dir: Path, rounds: int) -> None:
     assert len(ids) == len(set(ids)) == 240
 
 
-def test_two_round_loop_transformers(tmp_path, tiny_cfg, tiny_base):
-    cfg = small_run_config(tmp_path, tiny_cfg, "transformers")
-    proc = tutorkd("teach", str(cfg))
+@pytest.fixture(scope="module")
+def transformers_run(tmp_path_factory: pytest.TempPathFactory, tiny_cfg,
+                     tiny_base) -> tuple[Path, subprocess.CompletedProcess]:
+    """(runs' parent folder, finished CLI process) of one uninterrupted two-round run on transformers:
+    checked by the first test, the reference of the kill-and-resume test."""
+    root = tmp_path_factory.mktemp("transformers-run")
+    return root, tutorkd("teach", str(small_run_config(root, tiny_cfg, "transformers")))
+
+
+def test_two_round_loop_transformers(transformers_run):
+    root, proc = transformers_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_dir = only_run(tmp_path)
+    run_dir = only_run(root)
     check_finished_run(run_dir, rounds=2)
     assert "before" in proc.stdout and "after" in proc.stdout and str(run_dir.name) in proc.stdout
 
@@ -87,11 +95,10 @@ def test_two_round_loop_vllm(tmp_path, tiny_cfg, tiny_base):
     check_finished_run(only_run(tmp_path), rounds=2)
 
 
-def test_kill_in_round_two_then_resume_matches_uninterrupted(tmp_path, tiny_cfg, tiny_base):
-    ref_root, killed_root = tmp_path / "ref", tmp_path / "killed"
-    ref_root.mkdir()
+def test_kill_in_round_two_then_resume_matches_uninterrupted(tmp_path, tiny_cfg, transformers_run):
+    ref_root, ref = transformers_run
+    killed_root = tmp_path / "killed"
     killed_root.mkdir()
-    ref = tutorkd("teach", str(small_run_config(ref_root, tiny_cfg, "transformers")))
     assert ref.returncode == 0, ref.stderr
     ref_dir = only_run(ref_root)
 
