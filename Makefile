@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PIP_EXTRA ?=
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: demo demo-llm test install install-dev install-llm lint bench clean
+.PHONY: demo demo-llm test test-slow install install-dev install-llm lint bench clean
 
 demo: $(VENV)/.installed
 	$(BIN)/tutorkd teach
@@ -20,6 +20,10 @@ demo-llm: $(VENV)/.installed-llm
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest
+
+# The slow tier (`-m slow` replaces the default "not slow"): `tutorkd sweep` on local Ray, ~2-4 minutes.
+test-slow: $(VENV)/.installed-dev
+	$(BIN)/pytest -m slow
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
