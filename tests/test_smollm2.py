@@ -138,13 +138,14 @@ def test_one_gsm8k_round_with_smollm2_on_the_sample_rows(smollm2: Path, tmp_path
 
     rows = (Path(__file__).parent / "data" / "gsm8k_sample.jsonl").read_text().splitlines()
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
-    train.write_text("".join(r + "\n" for i, r in enumerate(rows) if i % 4 != 3))
-    test.write_text("".join(r + "\n" for i, r in enumerate(rows) if i % 4 == 3))
+    # Why 3 test rows of 20: each is answered twice (base, r1); the point is the round, not the score.
+    train.write_text("".join(r + "\n" for i, r in enumerate(rows) if i % 7 != 3))
+    test.write_text("".join(r + "\n" for i, r in enumerate(rows) if i % 7 == 3))
     result = teach({
         "environment": {"kind": "gsm8k", "train_file": str(train), "test_file": str(test), "val_per_skill": 1,
-                        "test_per_skill": 3, "budget": 5, "rounds": 1},
+                        "test_per_skill": 5, "budget": 5, "rounds": 1},
         "teacher": {"name": "uniform", "policy": "uniform", "engine": "procedural", "per_round": 5},
-        # Why 48 new tokens: the point is the data and the round, not the answers (often cut short here).
+        # Why 48 new tokens: the answers are often cut short, but the point is the data and the round.
         "student": {"kind": "hf", "model": str(smollm2), "max_new_tokens": 48, "max_length": 640,
                     "format_examples": 1, "batch_size": 5, "learning_rate": 5e-4},
         "backend": {"max_model_len": 1024},
