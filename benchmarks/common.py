@@ -52,6 +52,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 """The shared options, by ``argparse`` destination; ``parser`` adds those a script gives a default."""
 
+
 def cpu_model() -> str | None:
     """The processor's model name from ``/proc/cpuinfo`` (``None`` where there is none).
 
@@ -64,10 +65,17 @@ def cpu_model() -> str | None:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
 
 
+def _native_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (``dtype: auto`` serves a pretrained model in it)."""
+    from tutorkd.llm.factory import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
 MACHINE_FIELDS: dict[str, Callable[[], object]] = {
     "cpus": os.cpu_count,
     "cpu_model": cpu_model,
-    "cpu_native_bf16": lambda: _native_bf16(),
+    "cpu_native_bf16": _native_bf16,
     "platform": platform.platform,
     "python": platform.python_version,
     "machine": platform.machine,
@@ -82,13 +90,6 @@ def parser(doc: str, **defaults: object) -> argparse.ArgumentParser:
     for name, default in defaults.items():
         out.add_argument("--" + name.replace("_", "-"), default=default, **OPTIONS[name])
     return out
-
-
-def _native_bf16() -> bool:
-    """Whether the CPU computes bfloat16 natively (``dtype: auto`` serves a pretrained model in it)."""
-    from tutorkd.llm.factory import cpu_has_native_bf16
-
-    return cpu_has_native_bf16()
 
 
 def machine_info(fields: Sequence[str] = ("cpus", "cpu_model", "cpu_native_bf16", "platform", "python"),
