@@ -232,3 +232,18 @@ def test_a_teacher_policy_falls_back_on_a_failed_request(server: FakeServer) -> 
     assert plan.total == 100 and policy.log.used == "heuristic skill-list"
     assert policy.invalid == {"request_failed:http_503": 1} and policy.log.error == "request_failed:http_503"
     llm.close()
+
+
+@pytest.mark.parametrize(("usage", "counted"), [
+    ({"usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}, (5, 3)),
+    ({}, (0, 0)),                   # a server that reports no usage
+    ({"usage": "junk"}, (0, 0)),    # the client builds bodies unvalidated: a usage of the wrong shape
+])
+def test_token_counts_come_only_from_a_usage_of_the_right_shape(usage: dict,
+                                                                counted: tuple[int, int]) -> None:
+    from openai.types import Completion as TextBody
+
+    from tutorkd.llm.openai_backend import _tokens
+
+    body = TextBody.construct(id="c", object="text_completion", created=0, model="m", choices=[], **usage)
+    assert _tokens(body) == counted

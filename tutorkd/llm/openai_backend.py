@@ -50,6 +50,9 @@ from tutorkd.protocols import Completion, SamplingConfig
 from tutorkd.schema import StudentVersion, TeacherUsage
 
 if TYPE_CHECKING:
+    from openai.types import Completion as TextBody
+    from openai.types.chat import ChatCompletion
+
     from tutorkd.config import BackendConfig, TeacherLLMConfig
     from tutorkd.llm.vllm_server import VLLMServer
 
@@ -299,12 +302,15 @@ def _read(response: object, endpoint: str, logprobs: bool) -> tuple[str, tuple[f
         raise _BadResponse("malformed_body", "a reply without the logprobs asked for") from None
 
 
-def _tokens(response: object) -> tuple[int, int]:
-    """Prompt and generated tokens the server reports; (0, 0) where it reports none."""
+def _tokens(response: TextBody | ChatCompletion) -> tuple[int, int]:
+    """Prompt and generated tokens the server reports (a body ``_read`` accepted); (0, 0) where it
+    reports none."""
     from openai.types import CompletionUsage
 
-    usage = getattr(response, "usage", None)
-    # Why not a failure: a missing ``usage`` costs only the token count, never the reply's data.
+    # Why the type check: the client builds bodies without validating them, so ``usage`` may be a
+    # dict or a string; and why not a failure: a bad ``usage`` costs only the token count, never the
+    # reply's data.
+    usage = response.usage
     if not isinstance(usage, CompletionUsage):
         return 0, 0
     return usage.prompt_tokens, usage.completion_tokens
