@@ -7,7 +7,11 @@ worked rationale with the gold one step by step (steps are the space-separated `
 - ``fact``: the same steps in the same order (every left-hand side, e.g. ``7+8`` or ``3+6+1``, is the
   gold one) and only results differ: the procedure was right, a memorized fact was not;
 - ``procedure``: a step's left-hand side differs or steps are missing or extra (no borrow, no ``+1``);
-- ``format``: no parsable answer.
+- ``answer``: the gold rationale exactly, then a wrong answer line (the copy from the steps failed);
+- ``format``: no rationale (``R:... A:...``) to compare.
+
+Meant for the column-arithmetic skills (steps ``lhs=result`` with numeric results); a comparison's steps
+(``4<9``) have no result, so any error there reads as ``procedure``.
 
 It also counts, per fact slip, how far the written result is from the gold one (``off_by_one``): a
 student that writes ``9+8=16`` knows the procedure and roughly the magnitude, and needs more practice
@@ -15,7 +19,7 @@ on the fact, not another procedure. The question it answers for issue 17: whethe
 one of *which* data (a procedure the teacher could target) or of *how much training* (facts that take
 optimizer steps).
 
-    .venv/bin/python benchmarks/error_anatomy.py runs/e750 [--skills add.carry sub.borrow]
+    .venv/bin/python benchmarks/error_anatomy.py runs/e750 [runs/u750 ...] [--skills add.carry sub.borrow]
         [--out benchmarks/results/error_anatomy.json]
 """
 
@@ -29,7 +33,8 @@ from pathlib import Path
 import common
 
 STEP_SEPARATOR = " "
-COUNTS = ("errors", "fact", "procedure", "format", "fact_off_by_one")
+KINDS = ("fact", "procedure", "answer", "format")
+COUNTS = ("errors", *KINDS, "fact_off_by_one")
 
 
 def share(part: int, whole: int) -> float | None:
@@ -63,7 +68,7 @@ def classify(gold: str, output: str) -> tuple[str, int]:
         return "procedure", 0
     slips = [(a, b) for (_, a), (_, b) in zip(mine, theirs, strict=True) if a != b]
     if not slips:
-        return "procedure", 0  # right steps, wrong answer line: the final copy failed
+        return "answer", 0
     if not all(a.isdigit() and b.isdigit() for a, b in slips):
         return "procedure", 0
     return "fact", max(abs(int(a) - int(b)) for a, b in slips)
@@ -86,9 +91,8 @@ def anatomy(run_dir: Path, skills: list[str]) -> list[dict]:
                 kinds[kind] += 1
                 off_by_one += kind == "fact" and distance == 1
             errors = sum(kinds.values())
-            per_skill[skill] = {"problems": len(mine), "errors": errors, **{k: kinds[k] for k in
-                                ("fact", "procedure", "format")}, "fact_off_by_one": off_by_one,
-                                "fact_share": share(kinds["fact"], errors)}
+            per_skill[skill] = {"problems": len(mine), "errors": errors, **{k: kinds[k] for k in KINDS},
+                                "fact_off_by_one": off_by_one, "fact_share": share(kinds["fact"], errors)}
         rows.append({"round": int(path.parent.name[1:]), "per_skill": per_skill})
     return rows
 
@@ -96,16 +100,18 @@ def anatomy(run_dir: Path, skills: list[str]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", type=Path, help="a folder of <teacher>/<run> directories")
+    parser.add_argument("roots", type=Path, nargs="+",
+                        help="folders of <teacher>/<run> directories (labels: <folder name>/<teacher>)")
     parser.add_argument("--skills", nargs="+", default=["add.carry", "sub.borrow"])
     parser.add_argument("--out", type=Path, default=common.RESULTS / "error_anatomy.json")
     args = parser.parse_args()
     runs = []
-    for run_dir in sorted(p.parent for p in args.root.glob("*/*/metrics.jsonl")):
-        runs.append({"teacher": run_dir.parent.name, "run": run_dir.name,
-                     "rounds": anatomy(run_dir, args.skills)})
-    if not runs:
-        raise SystemExit(f"no finished runs (*/*/metrics.jsonl) under {args.root}")
+    for root in args.roots:
+        found = sorted(p.parent for p in root.glob("*/*/metrics.jsonl"))
+        if not found:
+            raise SystemExit(f"no finished runs (*/*/metrics.jsonl) under {root}")
+        runs += [{"teacher": f"{root.name}/{d.parent.name}", "run": d.name, "rounds": anatomy(d, args.skills)}
+                 for d in found]
     totals: dict[str, Counter[str]] = {}
     for r in runs:
         last = r["rounds"][-1]["per_skill"]
@@ -115,8 +121,9 @@ def main() -> None:
     summary = {t: {**dict(c), "fact_share": share(c["fact"], c["errors"]),
                    "off_by_one_share_of_facts": share(c["fact_off_by_one"], c["fact"])}
                for t, c in totals.items()}
-    result = {**common.header("error_anatomy"), "config": {"root": str(args.root), "skills": args.skills},
-              "summary_final_round": summary, "runs": runs}
+    config = {"roots": [str(r) for r in args.roots], "skills": args.skills}
+    result = {**common.header("error_anatomy"), "config": config, "summary_final_round": summary,
+              "runs": runs}
     common.write_result(result, args.out)
     common.print_table(summary, title=f"final-round validation errors on {', '.join(args.skills)}, all seeds")
 

@@ -30,7 +30,7 @@ def anatomy(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     ("add.carry", (46, 28), "R:16-8=8 3-2=1 A:18", "procedure", 0),      # another operation's steps
     ("sub.borrow", (43, 14), "R:3-4=0 4-1=3 A:30", "procedure", 0),      # no borrow
     ("add.carry", (37, 68), "R:7+8=15 3+6=9 A:95", "procedure", 0),      # the carry's +1 left out
-    ("add.carry", (37, 68), "R:7+8=15 3+6+1=10 A:106", "procedure", 0),  # right steps, wrong answer line
+    ("add.carry", (37, 68), "R:7+8=15 3+6+1=10 A:106", "answer", 0),     # right steps, wrong answer line
     ("add.carry", (37, 68), "A:105", "format", 0),                       # no rationale to compare
 ])
 def test_errors_are_classified_by_their_steps(anatomy: ModuleType, skill: str, operands: tuple[int, int],
@@ -49,6 +49,7 @@ def test_a_run_directory_is_read_round_by_round(anatomy: ModuleType, tmp_path: P
     rows = anatomy.anatomy(tmp_path, ["add.carry"])
     assert [x["round"] for x in rows] == [0, 1, 10]  # numeric order: r10 after r1
     assert [x["per_skill"]["add.carry"]["errors"] for x in rows] == [2, 1, 0]
-    assert rows[0]["per_skill"]["add.carry"] == {"problems": 2, "errors": 2, "fact": 2, "procedure": 0,
-                                                 "format": 0, "fact_off_by_one": 2, "fact_share": 1.0}
+    first = rows[0]["per_skill"]["add.carry"]
+    assert first == {"problems": 2, "errors": 2, "fact": 2, "procedure": 0, "answer": 0, "format": 0,
+                     "fact_off_by_one": 2, "fact_share": 1.0}
     assert rows[2]["per_skill"]["add.carry"]["fact_share"] is None
