@@ -7,6 +7,7 @@ worked rationale with the gold one step by step (steps are the space-separated `
 - ``fact``: the same steps in the same order (every left-hand side, e.g. ``7+8`` or ``3+6+1``, is the
   gold one) and only results differ: the procedure was right, a memorized fact was not;
 - ``procedure``: a step's left-hand side differs or steps are missing or extra (no borrow, no ``+1``);
+  conservative for facts: a miscopied digit on a left-hand side (``18-9`` for ``17-9``) counts here;
 - ``answer``: the gold rationale exactly, then a wrong answer line (the copy from the steps failed);
 - ``format``: no rationale (``R:... A:...``) to compare.
 
