@@ -20,7 +20,8 @@ seeds: median, min and max. Writes ``benchmarks/results/teaching_efficiency.json
 ``--teachers mix-contrast35`` (and the other names of ``fixed_mix.MIXES``) runs a fixed hand-set
 allocation instead of a teacher: the ceiling of allocation alone, chosen with hindsight;
 ``--teachers progress-light-quiz`` (and the other names of ``quiz_engine.QUIZZED``) a teacher whose
-examples are the problems the student misses when quizzed.
+examples are the problems the student misses when quizzed; ``--teachers mix-contrast35-facts`` the
+same mix with its examples drawn so each skill's facts are practised evenly (``fact_engine.py``).
 
     .venv/bin/python benchmarks/teaching_efficiency.py [--seeds 0 1 2] [--backend transformers]
         [--test-per-skill 200] [--rounds 3] [--budget 3000] [--teachers stat-sel uniform]
@@ -38,6 +39,7 @@ from pathlib import Path
 
 import common
 import figures
+from fact_engine import BALANCED, facts_teacher
 from fixed_mix import MIXES, mix_teacher
 from quiz_engine import QUIZZED, quiz_teacher
 
@@ -57,7 +59,7 @@ def run_once(args, teacher: str, seed: int, root: Path) -> dict:
     if args.keep_runs is not None and done:  # Why: a benchmark stopped halfway reuses its finished runs
         return summarize_run(done[-1], teacher, seed, wall_s=None)
     spec = (mix_teacher(teacher) if teacher in MIXES else quiz_teacher(teacher) if teacher in QUIZZED
-            else teacher)
+            else facts_teacher(teacher) if teacher in BALANCED else teacher)
     cfg = common.run_config(
         env="arithmetic-tree", teacher=spec, seed=seed, runs_root=root / teacher,
         environment={"rounds": args.rounds, "budget": args.budget, "test_per_skill": args.test_per_skill,
@@ -187,9 +189,10 @@ def main() -> None:
     parser = common.parser(__doc__, seeds=[0, 1, 2], rounds=3, test_per_skill=500, val_per_skill=100,
                            backend="vllm", pretrain_steps=None, epochs=None, out=RESULTS)
     parser.add_argument("--teachers", nargs="+", default=list(TEACHERS),
-                        choices=TEACHERS + tuple(MIXES) + tuple(QUIZZED),
+                        choices=TEACHERS + tuple(MIXES) + tuple(QUIZZED) + tuple(BALANCED),
                         help="agents/<name>.yaml, a fixed allocation of benchmarks/fixed_mix.py (mix-*), "
-                             "or a teacher with the quiz engine of benchmarks/quiz_engine.py (*-quiz)")
+                             "a teacher with the quiz engine of benchmarks/quiz_engine.py (*-quiz) or with "
+                             "the fact-balanced engine of benchmarks/fact_engine.py (*-facts)")
     parser.add_argument("--budget", type=int, default=3000, help="examples per run, split evenly over rounds")
     parser.add_argument("--weak-below", type=float, default=0.3)
     parser.add_argument("--strong-above", type=float, default=0.6)
