@@ -14,7 +14,9 @@ question it answers: does even fact coverage teach more per example than plain d
 each fact's error rate off the steps the student wrote, and gives weak facts practice first (each further
 example of a fact worth less, so coverage stays broad). Measured in
 ``benchmarks/results/teaching_efficiency_epyc750_facts.json`` (``teaching_efficiency.py --teachers
-mix-contrast35-facts mix-contrast35-traced``).
+mix-contrast35-facts mix-contrast35-traced``): even coverage teaches more per example than plain draws
+(weak skills 0.21-0.22 at 500 examples against 0.15-0.18), weakest facts first far less (0.12-0.14 at 750
+against 0.19-0.24), as step focus and quizzed misses did before it.
 """
 
 from __future__ import annotations
