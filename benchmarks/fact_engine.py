@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 
 from fixed_mix import mix_teacher
-from quiz_engine import QueuedSampler
+from quiz_engine import QueuedSampler, draw_candidates, plain_skill_counts
 
 from tutorkd.agents.baselines.procedural import ProceduralEngine, _AnyOf, derive_seed
 from tutorkd.agents.teacher import BuildInputs
@@ -45,60 +46,68 @@ def facts(problem: Problem) -> list[str]:
     return [step.partition("=")[0] for step in (problem.rationale or "").split()]
 
 
-def balanced(candidates: list[Problem], count: int) -> list[Problem]:
-    """``count`` of the distinct ``candidates``, each the one whose facts were practised least so far
-    (the sum of their counts), ties to the earlier drawn; then the rest, in draw order."""
-    seen: Counter[str] = Counter()
-    left, chosen = list(candidates), []
-    while left and len(chosen) < count:
-        best = min(range(len(left)), key=lambda i: sum(seen[f] for f in facts(left[i])))
-        problem = left.pop(best)
-        seen.update(facts(problem))
-        chosen.append(problem)
-    return chosen + left
-
-
-class FactBalancedEngine:
-    """Implements ``tutorkd.protocols.Engine``: each skill's examples are drawn so its facts are
-    practised evenly (module docstring). ``pool``: candidates drawn per example asked for."""
-
-    name = "facts"
-
-    def __init__(self, inputs: BuildInputs, pool: int = 8) -> None:
-        self.domain, self.exclude, self.pool = inputs.domain, inputs.exclude, pool
-
-    def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
-        """Queue each skill's balanced choice, then let the procedural engine make (and stamp the
-        provenance of) the examples from those queues."""
-        if any(item.skill_id is None or item.step is not None for item in plan.items):
-            raise ValueError("the fact-balanced engine makes plain skill items only (no like, no step)")
-        rng = random.Random(derive_seed("facts", context.seed, context.round))
-        exclude = _AnyOf(self.exclude, context.avoid)
-        counts: Counter[str] = Counter()
-        for item in plan.items:
-            counts[item.skill_id] += item.count
-        queues = {}
-        for skill, count in counts.items():
-            drawn = self.domain.sample(skill, count * self.pool, rng, exclude)
-            queues[skill] = balanced(list({p.question: p for p in drawn}.values()), count)
-        engine = ProceduralEngine(self.domain, self.exclude, QueuedSampler(self.domain, queues), self.name)
-        return engine.generate(plan, context)
-
-
-def weighted(candidates: list[Problem], count: int, weight: dict[str, float]) -> list[Problem]:
-    """``count`` of the distinct ``candidates``, each the one whose facts are worth most now: the sum over
-    its facts of ``weight`` (1 for a fact not in it) over 1 + the times the fact was chosen already (so a
-    weak fact draws practice first, and each further example of it is worth less), ties to the earlier
-    drawn; then the rest, in draw order."""
+def greedy(candidates: list[Problem], count: int, worth: Callable[[list[str], Counter[str]], float],
+           ) -> list[Problem]:
+    """``count`` of the distinct ``candidates``, one at a time the one whose facts are ``worth`` most given
+    how often each fact was chosen so far, ties to the earlier drawn; then the rest, in draw order."""
     chosen_count: Counter[str] = Counter()
     left, chosen = list(candidates), []
     while left and len(chosen) < count:
-        best = max(range(len(left)), key=lambda i: (sum(weight.get(f, 1.0) / (1 + chosen_count[f])
-                                                        for f in facts(left[i])), -i))
+        best = max(range(len(left)), key=lambda i: (worth(facts(left[i]), chosen_count), -i))
         problem = left.pop(best)
         chosen_count.update(facts(problem))
         chosen.append(problem)
     return chosen + left
+
+
+def balanced(candidates: list[Problem], count: int) -> list[Problem]:
+    """``greedy``, each pick the candidate whose facts were practised least so far (the sum of their
+    counts)."""
+    return greedy(candidates, count, lambda fs, chosen: -sum(chosen[f] for f in fs))
+
+
+def weighted(candidates: list[Problem], count: int, weight: dict[str, float]) -> list[Problem]:
+    """``greedy``, each pick the candidate whose facts are worth most now: the sum over its facts of
+    ``weight`` (1 for a fact not in it) over 1 + the times the fact was chosen already (so a weak fact
+    draws practice first, and each further example of it is worth less)."""
+    return greedy(candidates, count, lambda fs, chosen: sum(weight.get(f, 1.0) / (1 + chosen[f]) for f in fs))
+
+
+class FactEngine:
+    """What the two fact engines share (implements ``tutorkd.protocols.Engine`` with ``choose``): ``pool``
+    candidates drawn per example asked for, each skill's queue ordered by ``choose``, and the procedural
+    engine making (and stamping the provenance of) the examples from those queues."""
+
+    name: str
+    """The engine's name in its examples' provenance, and the seed's label."""
+    description: str
+
+    def __init__(self, inputs: BuildInputs, pool: int = 8) -> None:
+        self.domain, self.exclude, self.pool = inputs.domain, inputs.exclude, pool
+
+    def choose(self, drawn: dict[str, list[Problem]], counts: dict[str, int]) -> dict[str, list[Problem]]:
+        """Each skill's candidates in the order its examples should take them."""
+        raise NotImplementedError
+
+    def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
+        """Draw each skill's candidates, queue them by ``choose``, make the examples from the queues."""
+        counts = plain_skill_counts(plan, self.description)
+        rng = random.Random(derive_seed(self.name, context.seed, context.round))
+        exclude = _AnyOf(self.exclude, context.avoid)
+        drawn = draw_candidates(self.domain, counts, lambda _: self.pool, rng, exclude)
+        sampler = QueuedSampler(self.domain, self.choose(drawn, counts))
+        return ProceduralEngine(self.domain, self.exclude, sampler, self.name).generate(plan, context)
+
+
+class FactBalancedEngine(FactEngine):
+    """Each skill's examples drawn so its facts are practised evenly (module docstring)."""
+
+    name = "facts"
+    description = "the fact-balanced engine"
+
+    def choose(self, drawn: dict[str, list[Problem]], counts: dict[str, int]) -> dict[str, list[Problem]]:
+        """``balanced`` per skill."""
+        return {skill: balanced(drawn[skill], count) for skill, count in counts.items()}
 
 
 def fact_weights(attempts: list[Attempt]) -> dict[str, float]:
@@ -120,38 +129,27 @@ def fact_weights(attempts: list[Attempt]) -> dict[str, float]:
     return {f: (wrong[f] + 1) / (seen[f] + 2) for f in seen}
 
 
-class FactTracingEngine:
-    """Implements ``tutorkd.protocols.Engine``: a fact-level student model. It quizzes the student on
-    ``pool`` candidates per example asked for (one batched call for the plan), estimates each fact's
-    error rate from the steps the student wrote, and takes each skill's examples by ``weighted``: weak
-    facts first, every fact's further practice worth less. Its examples' provenance names the engine
-    ``traced``: their seed regenerates them only with the same student version answering."""
+class FactTracingEngine(FactEngine):
+    """A fact-level student model. It quizzes the student on the candidates (one batched call for the
+    plan), estimates each fact's error rate from the steps the student wrote, and takes each skill's
+    examples by ``weighted``: weak facts first, every fact's further practice worth less. Its examples'
+    provenance names the engine ``traced``: their seed regenerates them only with the same student
+    version answering."""
 
     name = "traced"
+    description = "the fact-tracing engine"
 
     def __init__(self, inputs: BuildInputs, pool: int = 8) -> None:
-        self.domain, self.exclude, self.student = inputs.domain, inputs.exclude, inputs.need_student()
-        self.pool = pool
+        super().__init__(inputs, pool)
+        self.student = inputs.need_student()
 
-    def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
-        """Quiz every skill's candidates at once, queue each skill's weighted choice, then let the
-        procedural engine make (and stamp the provenance of) the examples from those queues."""
-        if any(item.skill_id is None or item.step is not None for item in plan.items):
-            raise ValueError("the fact-tracing engine makes plain skill items only (no like, no step)")
-        rng = random.Random(derive_seed("traced", context.seed, context.round))
-        exclude = _AnyOf(self.exclude, context.avoid)
-        counts: Counter[str] = Counter()
-        for item in plan.items:
-            counts[item.skill_id] += item.count
-        drawn = {skill: list({p.question: p for p in self.domain.sample(skill, n * self.pool, rng, exclude)}
-                             .values()) for skill, n in counts.items()}
+    def choose(self, drawn: dict[str, list[Problem]], counts: dict[str, int]) -> dict[str, list[Problem]]:
+        """Quiz every skill's candidates at once, then ``weighted`` per skill."""
         weight = fact_weights(self.student.answer([p for ps in drawn.values() for p in ps]))
         weakest = sorted(weight.items(), key=lambda kv: -kv[1])[:5]
         print(f"  traced: {len(weight)} facts seen, weakest " + ", ".join(f"{f} {w:.2f}" for f, w in weakest),
               flush=True)
-        queues = {skill: weighted(drawn[skill], count, weight) for skill, count in counts.items()}
-        engine = ProceduralEngine(self.domain, self.exclude, QueuedSampler(self.domain, queues), self.name)
-        return engine.generate(plan, context)
+        return {skill: weighted(drawn[skill], count, weight) for skill, count in counts.items()}
 
 
 def facts_teacher(name: str) -> dict:

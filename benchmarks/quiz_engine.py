@@ -17,7 +17,7 @@ the same allocations with plain draws, as step focus (``agents/progress-steps.ya
 from __future__ import annotations
 
 import random
-from collections.abc import Container
+from collections.abc import Callable, Container
 
 from common import teacher_spec
 from fixed_mix import MIXES, mix_teacher
@@ -35,6 +35,29 @@ QUIZZED: dict[str, tuple[str, dict]] = {
 }
 """Teachers ``teaching_efficiency.py`` runs with this engine: (the teacher whose plans it keeps, the
 engine's options)."""
+
+
+def plain_skill_counts(plan: Plan, engine: str) -> dict[str, int]:
+    """The examples ``plan`` asks for, per skill, in plan order; ``ValueError`` naming ``engine`` for an
+    item ``like`` a problem or with a ``step`` (the engines of these benchmarks make plain skill items).
+
+    Why per skill, not per item: one queue serves every item of a skill (a ``mixed`` style plan splits a
+    skill over two items), so its candidates are drawn and ranked once, for all of them."""
+    if any(item.skill_id is None or item.step is not None for item in plan.items):
+        raise ValueError(f"{engine} makes plain skill items only (no like, no step)")
+    counts: dict[str, int] = {}
+    for item in plan.items:
+        counts[item.skill_id] = counts.get(item.skill_id, 0) + item.count
+    return counts
+
+
+def draw_candidates(domain: Domain, counts: dict[str, int], per_example: Callable[[str], int],
+                    rng: random.Random, exclude: Container[str]) -> dict[str, list[Problem]]:
+    """Each skill's distinct candidates, skill by skill in ``counts``' order from ``rng``: ``per_example``
+    draws per example asked for, with repeats dropped (``Domain.sample`` draws with replacement)."""
+    return {skill: list({p.question: p for p in domain.sample(skill, count * per_example(skill), rng,
+                                                              exclude)}.values())
+            for skill, count in counts.items()}
 
 
 class QueuedSampler:
@@ -83,19 +106,9 @@ class QuizEngine:
     def generate(self, plan: Plan, context: GenerationContext) -> list[Example]:
         """Quiz the candidates of every item at once, queue each skill's misses first, then let the
         procedural engine make (and stamp the provenance of) the examples from those queues."""
-        if any(item.skill_id is None or item.step is not None for item in plan.items):
-            raise ValueError("the quiz engine makes plain skill items only (no like, no step)")
+        counts = plain_skill_counts(plan, "the quiz engine")
         rng = random.Random(derive_seed("quiz", context.seed, context.round))
-        exclude = _AnyOf(self.exclude, context.avoid)
-        # Why per skill, not per item: one queue serves every item of a skill (a ``mixed`` style plan
-        # splits a skill over two items), so its candidates are drawn and ranked once, for all of them.
-        counts: dict[str, int] = {}
-        for item in plan.items:
-            counts[item.skill_id] = counts.get(item.skill_id, 0) + item.count
-        queues: dict[str, list[Problem]] = {}
-        for skill, count in counts.items():
-            drawn = self.domain.sample(skill, count * self.size(skill), rng, exclude)
-            queues[skill] = list({p.question: p for p in drawn}.values())  # sampled with replacement
+        queues = draw_candidates(self.domain, counts, self.size, rng, _AnyOf(self.exclude, context.avoid))
         quizzed = [p for skill in counts if self.size(skill) > 1 for p in queues[skill]]
         answers = self.student.answer(quizzed) if quizzed else []
         missed = {a.problem.question for a in answers if not a.correct}
