@@ -21,7 +21,8 @@ seeds: median, min and max. Writes ``benchmarks/results/teaching_efficiency.json
 allocation instead of a teacher: the ceiling of allocation alone, chosen with hindsight;
 ``--teachers progress-light-quiz`` (and the other names of ``quiz_engine.QUIZZED``) a teacher whose
 examples are the problems the student misses when quizzed; ``--teachers mix-contrast35-facts`` the
-same mix with its examples drawn so each skill's facts are practised evenly (``fact_engine.py``).
+same mix with its examples drawn so each skill's facts are practised evenly, ``mix-contrast35-traced``
+with the student's weakest facts first (``fact_engine.py``).
 
     .venv/bin/python benchmarks/teaching_efficiency.py [--seeds 0 1 2] [--backend transformers]
         [--test-per-skill 200] [--rounds 3] [--budget 3000] [--teachers stat-sel uniform]
@@ -192,7 +193,7 @@ def main() -> None:
                         choices=TEACHERS + tuple(MIXES) + tuple(QUIZZED) + tuple(BALANCED),
                         help="agents/<name>.yaml, a fixed allocation of benchmarks/fixed_mix.py (mix-*), "
                              "a teacher with the quiz engine of benchmarks/quiz_engine.py (*-quiz) or with "
-                             "the fact-balanced engine of benchmarks/fact_engine.py (*-facts)")
+                             "the fact engines of benchmarks/fact_engine.py (*-facts, *-traced)")
     parser.add_argument("--budget", type=int, default=3000, help="examples per run, split evenly over rounds")
     parser.add_argument("--weak-below", type=float, default=0.3)
     parser.add_argument("--strong-above", type=float, default=0.6)
