@@ -69,6 +69,7 @@ def test_two_processes_train_the_adapter_one_process_trains(tiny_base, tiny_cfg,
     assert processes_mentioning(str(launch)) == []
 
 
+@pytest.mark.slow
 def test_a_crashed_rank_fails_the_training_with_no_adapter(tiny_base, tiny_cfg, pairs, tmp_path,
                                                            monkeypatch) -> None:
     monkeypatch.setenv(FAIL_RANK_ENV, "1")
@@ -129,6 +130,7 @@ def test_gpus_asked_for_are_checked_against_the_visible_ones(student, backend, v
         assert "CUDA_VISIBLE_DEVICES=" in str(failure.value)
 
 
+@pytest.mark.slow
 def test_a_run_whose_training_rank_crashed_resumes(tmp_path, monkeypatch) -> None:
     """The loop's train node fails on the crash, with no adapter; the run resumes and trains the round."""
     from tutorkd.config import RunConfig
@@ -163,6 +165,7 @@ train_lora(base, json.loads(Path(pairs).read_text()), Path(out), TinyStudentConf
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("killed", ["loop", "launcher"])
 def test_a_killed_loop_or_launcher_takes_the_ranks_with_it(killed, tiny_base, tiny_cfg, pairs,
                                                             tmp_path) -> None:

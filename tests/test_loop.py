@@ -71,7 +71,10 @@ def check_finished_run(run_dir: Path, rounds: int) -> None:
     assert len(ids) == len(set(ids)) == 240
 
 
+@pytest.mark.slow
 def test_two_round_loop_transformers(tmp_path, tiny_cfg, tiny_base):
+    """Slow tier: the default run's CLI run on the transformers backend is ``tests/test_reliability.py``'s
+    reference run (two rounds, the same checks of rounds and examples, compared with resumed runs)."""
     cfg = small_run_config(tmp_path, tiny_cfg, "transformers")
     proc = tutorkd("teach", str(cfg))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -85,7 +88,9 @@ def test_two_round_loop_vllm(tmp_path, tiny_cfg, tiny_base):
     cfg = small_run_config(tmp_path, tiny_cfg, "vllm")
     proc = tutorkd("teach", str(cfg))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    check_finished_run(only_run(tmp_path), rounds=2)
+    run_dir = only_run(tmp_path)
+    check_finished_run(run_dir, rounds=2)
+    assert "before" in proc.stdout and "after" in proc.stdout and str(run_dir.name) in proc.stdout
 
 
 def test_bad_config_exits_2_with_field_path(tmp_path):

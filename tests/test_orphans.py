@@ -82,6 +82,7 @@ import time; time.sleep(300)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.vllm
 def test_a_vllm_engine_core_in_a_child_process_dies_with_the_loop(tiny_base: Path) -> None:
     pytest.importorskip("vllm")

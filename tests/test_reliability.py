@@ -4,6 +4,8 @@ One uninterrupted reference run (the real CLI, transformers backend, the tiny te
 by the module. Every interrupted run below uses the same config and seed and must end identical to it:
 the same rounds, example ids, counts, data files, adapter weights and evaluations (the comparison is
 ``benchmarks/reliability.py``'s ``compare``; its full version kills the CLI at two dozen points).
+The SIGKILL tests and the second uninterrupted run are in the ``slow`` tier (``make test-slow``; CI runs
+it): each takes several fresh CLI processes, half a minute to a minute on two cores.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def assert_identical(ref_dir: Path, run_dir: Path) -> None:
     assert result["stray_temp_files"] == [], result  # what torn writes left, the resume removed
 
 
+@pytest.mark.slow
 def test_sigkill_at_three_points_then_resume_matches_the_uninterrupted_run(reference, tmp_path: Path) -> None:
     cfg_path, ref_dir, timeline = reference
     cfg = reliability.write_config(tmp_path, yaml.safe_load(cfg_path.read_text())["student"])
@@ -172,6 +175,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_a_kill_after_a_nodes_writes_were_saved_but_before_the_next_checkpoint_resumes(
     reference, tmp_path: Path
 ) -> None:
@@ -247,8 +251,11 @@ def test_same_config_and_seed_give_the_same_eval_sets_and_data_in_every_process(
     assert len(teachers) == 8 and all(n > 0 for n, _ in teachers.values()), teachers
 
 
+@pytest.mark.slow
 def test_two_uninterrupted_runs_write_the_same_files(reference, tmp_path: Path) -> None:
-    """Same config and seed, another process: the same eval sets, datasets, adapters and evaluations."""
+    """Same config and seed, another process: the same eval sets, datasets, adapters and evaluations.
+    Slow tier (a second whole run); the default run checks the eval sets and data across processes (the
+    test above), and a run resumed after four faults against the reference (the full-disk test)."""
     cfg_path, ref_dir, _ = reference
     cfg = reliability.write_config(tmp_path, yaml.safe_load(cfg_path.read_text())["student"])
     run_dir, _, _ = reliability.reference(cfg)

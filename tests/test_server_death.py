@@ -112,6 +112,7 @@ def teach(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600, env={**os.environ, "COLUMNS": "400"})
 
 
+@pytest.mark.slow
 def test_a_run_whose_server_dies_in_evaluation_stops_with_its_resume_command_and_resumes(
         tmp_path: Path, tiny_cfg, tiny_base) -> None:
     port = free_port()

@@ -132,6 +132,7 @@ def test_a_hub_id_without_a_hub_is_a_config_error_naming_the_fix(tmp_path: Path,
         prepare_model("no-such-org/no-such-model", tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.vllm
 def test_one_gsm8k_round_with_smollm2_on_the_sample_rows(smollm2: Path, tmp_path: Path) -> None:
     from tutorkd.api import teach
