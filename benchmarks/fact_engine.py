@@ -16,7 +16,9 @@ example of a fact worth less, so coverage stays broad). Measured in
 ``benchmarks/results/teaching_efficiency_epyc750_facts.json`` (``teaching_efficiency.py --teachers
 mix-contrast35-facts mix-contrast35-traced``): even coverage teaches more per example than plain draws
 (weak skills 0.21-0.22 at 500 examples against 0.15-0.18), weakest facts first far less (0.12-0.14 at 750
-against 0.19-0.24), as step focus and quizzed misses did before it.
+against 0.19-0.24), as step focus and quizzed misses did before it. ``mix-targets-facts``, every example to
+the two learnable skills with facts balanced and no forgetting protection, bounds what these data levers buy
+at 750 examples: 0.253-0.286 (``teaching_efficiency_epyc750_ceiling.json``), below uniform-3000's 0.319.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from tutorkd.schema import Attempt, Example, Plan, Problem
 BALANCED: dict[str, tuple[str, str]] = {
     "mix-contrast35-facts": ("mix-contrast35", "FactBalancedEngine"),
     "mix-contrast35-traced": ("mix-contrast35", "FactTracingEngine"),
+    # Why: the ceiling of the data levers at 750 examples, every example to the two skills this student
+    # learns, facts balanced, no forgetting protection (the guard can only take examples away).
+    "mix-targets-facts": ("mix-targets", "FactBalancedEngine"),
 }
 """Teachers ``teaching_efficiency.py`` runs with these engines: name to (the mix whose plans it keeps, the
 engine class of this module)."""
