@@ -22,7 +22,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
 # The slow tier (`-m slow` replaces the default "not slow"): `tutorkd sweep` on local Ray and the
-# multi-process fault injections (kills, crashed ranks, a dead server, orphans), ~9 minutes on 2 cores.
+# multi-process fault injections (kills, crashed ranks, a dead server, orphans), ~10 minutes on 2 cores.
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/pytest -m slow
 

@@ -235,6 +235,9 @@ print("RESULT " + json.dumps(rounds))
 """
 
 
+# Why slow: a fresh interpreter, a tiny LLM trained, then an engine (about 25 s here); the default run's
+# real structured outputs are tests/test_llm_teacher_smollm2.py's (SmolLM2, schema, compact JSON).
+@pytest.mark.slow
 @pytest.mark.vllm
 def test_a_tiny_llm_under_vllm_structured_outputs_writes_schema_valid_actions(tmp_path: Path) -> None:
     pytest.importorskip("vllm")

@@ -98,6 +98,9 @@ finally:
 """
 
 
+# Why slow: a fresh interpreter, a tiny LLM trained, then an engine (about 25 s here); the default run's
+# real structured outputs are tests/test_llm_teacher_smollm2.py's (SmolLM2, schema, compact JSON).
+@pytest.mark.slow
 @pytest.mark.vllm
 def test_llm_principles_under_vllm_structured_outputs(tmp_path: Path) -> None:
     pytest.importorskip("vllm")
