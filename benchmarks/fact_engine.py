@@ -27,6 +27,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
+from error_anatomy import student_rationale
 from fixed_mix import mix_teacher
 from quiz_engine import QueuedSampler, draw_candidates, plain_skill_counts
 
@@ -122,10 +123,10 @@ def fact_weights(attempts: list[Attempt]) -> dict[str, float]:
     seen: Counter[str] = Counter()
     wrong: Counter[str] = Counter()
     for attempt in attempts:
-        output = attempt.output
-        if not output.startswith("R:") or " A:" not in output:
+        rationale = student_rationale(attempt.output)
+        if rationale is None:
             continue
-        written = [s.partition("=") for s in output[2:output.index(" A:")].split()]
+        written = [s.partition("=") for s in rationale.split()]
         for i, step in enumerate((attempt.problem.rationale or "").split()):
             lhs, _, result = step.partition("=")
             if i < len(written) and written[i][0] == lhs:
