@@ -3,6 +3,7 @@ with the transformers backend."""
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 
@@ -115,3 +116,31 @@ def test_backends_agree_on_greedy_completions(vllm_backend, versions, tiny_base,
     for v, h in same:
         assert v.completion_tokens == h.completion_tokens
         assert v.token_logprobs == pytest.approx(h.token_logprobs, abs=1e-3)
+
+
+def _record(message: str, cause: Exception | None) -> logging.LogRecord:
+    """A warning record as vLLM's renderer logs it: ``exc_info`` whose exception was raised from ``cause``."""
+    try:
+        raise ValueError("rendering failed") from cause
+    except ValueError as error:
+        exc_info = (ValueError, error, error.__traceback__)
+    return logging.LogRecord("vllm.renderers.base", logging.WARNING, __file__, 1, message, None, exc_info)
+
+
+def test_only_the_unencodable_warmup_probe_is_dropped_and_only_while_the_engine_starts():
+    from tutorkd.llm.vllm_backend import UnencodableWarmupProbe, quiet_unencodable_warmup
+
+    probe = UnencodableWarmupProbe()
+    unk = Exception("WordLevel error: Missing [UNK] token from the vocabulary")
+    assert not probe.filter(_record("Chat template warmup failed", unk))
+    assert not probe.filter(_record(f"Chat template rejected the request: {unk}", None))
+    # Any other failure of the warmup, or any other record, still reaches the log.
+    assert probe.filter(_record("Chat template warmup failed", KeyError("messages")))
+    assert probe.filter(_record("Chat template warmup failed", None))
+    assert probe.filter(_record("Chat template rejected the request: bad role", None))
+    assert probe.filter(_record("Missing [UNK] token", unk))
+
+    logger = logging.getLogger("vllm.renderers.base")
+    with quiet_unencodable_warmup():
+        assert not logger.filter(_record("Chat template warmup failed", unk))
+    assert logger.filter(_record("Chat template warmup failed", unk))

@@ -91,6 +91,8 @@ def test_two_round_loop_vllm(tmp_path, tiny_cfg, tiny_base):
     run_dir = only_run(tmp_path)
     check_finished_run(run_dir, rounds=2)
     assert "before" in proc.stdout and "after" in proc.stdout and str(run_dir.name) in proc.stdout
+    # A clean run leaves no traceback in its log (vLLM's chat-template warmup probe used to leave two).
+    assert "Traceback" not in (run_dir / "run.log").read_text()
 
 
 def test_bad_config_exits_2_with_field_path(tmp_path):

@@ -19,7 +19,8 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +88,8 @@ class VLLMBackend:
         # Why: an engine core in a child process does not notice this process's death (see orphans).
         child_engine = os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] != "0"
         before = orphans.descendants() if child_engine else set()
-        with progress.task("starting the vLLM engine"), core_claims.released_on_error(self._cores):
+        with (progress.task("starting the vLLM engine"), core_claims.released_on_error(self._cores),
+              quiet_unencodable_warmup()):
             self.llm = LLM(
                 model=str(model_dir),
                 dtype=dtype,
@@ -225,3 +227,43 @@ def _feeding(bar: progress.Bar) -> Callable[..., tqdm]:
             return super().update(n)
 
     return Feed
+
+
+UNENCODABLE = "Missing [UNK] token"
+"""What a ``tokenizers`` WordLevel model without an unknown token raises for a character it has no id for."""
+
+
+class UnencodableWarmupProbe(logging.Filter):
+    """Drops vLLM's two warnings about its chat-template warmup probe (it renders the word ``warmup``)
+    when the tokenizer cannot encode that word, and logs one debug line instead.
+
+    Why: a tiny student's character tokenizer covers its domain's alphabet only and has no unknown token
+    by design (``tutorkd.students.tokenizer``), so the probe always fails, and vLLM logs the failure as a
+    warning with two chained tracebacks: noise in every run's ``run.log`` that says nothing about the
+    run. Any other warmup failure, and every record after the engine's start, passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the two records of an unencodable probe; True for every other record."""
+        text = record.getMessage()
+        if text.startswith("Chat template rejected the request") and UNENCODABLE in text:
+            return False
+        if text == "Chat template warmup failed" and record.exc_info and record.exc_info[1] is not None:
+            cause = record.exc_info[1].__cause__
+            if cause is not None and UNENCODABLE in str(cause):
+                log.debug("vLLM's chat-template warmup probe is outside the tokenizer's alphabet; skipped")
+                return False
+        return True
+
+
+@contextmanager
+def quiet_unencodable_warmup() -> Iterator[None]:
+    """``UnencodableWarmupProbe`` on the two vLLM loggers that report the probe, for the ``with`` block."""
+    loggers = [logging.getLogger(name) for name in ("vllm.renderers.hf", "vllm.renderers.base")]
+    probe = UnencodableWarmupProbe()
+    for logger in loggers:
+        logger.addFilter(probe)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(probe)
