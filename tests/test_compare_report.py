@@ -111,6 +111,43 @@ def test_cli_compare_and_report_fail_cleanly_on_a_folder_that_is_not_a_run(tmp_p
         assert "not a tutorkd run directory" in text and "Traceback" not in text
 
 
+def test_runs_of_a_plugin_teacher_are_read_without_its_code_but_not_resumed(runs, tmp_path, domain):
+    """Comparing and reporting read what a run wrote: a run whose policy, engine and student came from
+    plug-ins that are no longer importable (another machine, another checkout) still loads, compares
+    and reports; resuming it needs the code and exits 2 naming the import."""
+    import yaml
+
+    import tutorkd
+
+    run = make_run(tmp_path, "mylab-curriculum", 0, domain)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["teacher"].update(policy={"import": "gone_lab.policies:Curriculum", "focus": 2},
+                            engine={"import": "gone_lab.engines:Drills"})
+    saved["student"] = {"kind": "plugin", "import": "gone_lab.students:Learner", "threshold": 3}
+    (run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+
+    assert load_run(run).teacher == "mylab-curriculum"
+    policy = tutorkd.load_run(run).config.teacher.policy
+    assert (policy.import_path, policy.options()) == ("gone_lab.policies:Curriculum", {"focus": 2})
+    out = tmp_path / "cmp.json"
+    compared = CliRunner().invoke(app, ["compare", str(run), *map(str, runs[:3]), "--json", str(out)])
+    assert compared.exit_code == 0, compared.output
+    cmp = Comparison.model_validate_json(out.read_text())
+    assert {t.teacher for t in cmp.teachers} == {"mylab-curriculum", "uniform"}
+    reported = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "r.html")])
+    assert reported.exit_code == 0, reported.output
+    assert "mylab-curriculum" in (tmp_path / "r.html").read_text()
+
+    resumed = CliRunner().invoke(app, ["teach", "--resume", str(run)], terminal_width=200)
+    assert resumed.exit_code == 2, resumed.output
+    text = " ".join(resumed.output.split())
+    assert "teacher.policy" in text and "cannot import 'gone_lab.policies'" in text
+    assert "cannot import 'gone_lab.students'" in text
+    assert "Traceback" not in text
+    with pytest.raises(ConfigError, match="gone_lab"):
+        tutorkd.resume(run)
+
+
 def _images(html: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
 

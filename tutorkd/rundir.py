@@ -100,15 +100,21 @@ def save_config(cfg: RunConfig, run_dir: Path) -> None:
     atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
-def load_run_config(run_dir: Path) -> RunConfig:
-    """The config a run directory was started with."""
+def load_run_config(run_dir: Path, *, import_plugins: bool = True) -> RunConfig:
+    """The config a run directory was started with.
+
+    ``import_plugins=False`` reads it without importing the plug-in classes it names (``UNCHECKED``):
+    for readers of the run's files, which work where the plug-in's code is not installed."""
     from pydantic import ValidationError
+
+    from tutorkd.config.plugins import UNCHECKED
 
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a tutorkd run directory (no {CONFIG_FILE}); "
                           "pass a folder under runs/")
     try:
-        return RunConfig.model_validate(yaml.safe_load(path.read_text()))
+        return RunConfig.model_validate(yaml.safe_load(path.read_text()),
+                                        context=None if import_plugins else UNCHECKED)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from None

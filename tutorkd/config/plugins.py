@@ -21,11 +21,22 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo
 
 from tutorkd.config.base import Config
+
+UNCHECKED: Mapping[str, bool] = MappingProxyType({"check_plugins": False})
+"""Validation context for reading what a finished run wrote (``load_run``, ``compare``, ``report``):
+plug-in specs are kept as written and their classes are not imported, because reading a run's files
+needs none of its code. Anything that builds the run again (a resume, ``eval``) validates without it."""
+
+
+def _checking(info: ValidationInfo) -> bool:
+    """Whether this validation imports and checks plug-in classes (all but ``UNCHECKED`` readings)."""
+    return info.context is None or info.context.get("check_plugins", True)
 
 
 class PluginSpec(Config):
@@ -81,16 +92,19 @@ def defines(cls: type, protocol: type) -> bool:
     return not missing_methods(cls, protocol)
 
 
-def plugin_of(protocol: type, *, args: tuple[str, ...] | None = None) -> Callable[[PluginSpec], PluginSpec]:
-    """An after-validator for a ``PluginSpec`` field (``Annotated[PluginSpec, AfterValidator(...)]``):
-    import the class and check that it implements ``protocol``; a ``ValueError`` (shown with the
-    field's path) otherwise.
+def plugin_of(protocol: type, *,
+              args: tuple[str, ...] | None = None) -> Callable[[PluginSpec, ValidationInfo], PluginSpec]:
+    """An after-validator for a ``PluginSpec`` (``Annotated[PluginSpec, AfterValidator(...)]``, or called
+    from a model validator): import the class and check that it implements ``protocol``; a
+    ``ValueError`` (shown with the field's path) otherwise. Under ``UNCHECKED`` the spec passes as it is.
 
     ``args`` names the positional arguments tutorkd passes before the options (``("inputs",)``: the
     class is built as ``Cls(inputs, **options)``); when given, the options are checked against the
     constructor's signature too, so a misspelt or missing option fails here rather than mid-run."""
 
-    def check(spec: PluginSpec) -> PluginSpec:
+    def check(spec: PluginSpec, info: ValidationInfo) -> PluginSpec:
+        if not _checking(info):
+            return spec
         cls = spec.load()
         missing = missing_methods(cls, protocol)
         if missing:
@@ -109,20 +123,20 @@ def plugin_of(protocol: type, *, args: tuple[str, ...] | None = None) -> Callabl
 
 
 def name_or_plugin(what: str, names: tuple[str, ...], protocol: type,
-                   args: tuple[str, ...]) -> Callable[[object], object]:
+                   args: tuple[str, ...]) -> Callable[[object, ValidationInfo], object]:
     """A before-validator for a field that takes a built-in name from ``names`` or a plug-in spec whose
     class implements ``protocol`` (``plugin_of``), with one message per mistake instead of one per
     member of the union."""
     check = plugin_of(protocol, args=args)
 
-    def validate(value: object) -> object:
+    def validate(value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             if value not in names:
                 raise ValueError(f"unknown {what} {value!r}; use one of {', '.join(names)}, or "
                                  "{import: module.path:ClassName} for a class of your own")
             return value
         if isinstance(value, PluginSpec):
-            return check(value)
+            return check(value, info)
         if not isinstance(value, Mapping):
             raise ValueError(f"expected a {what} name or a mapping {{import: module.path:ClassName, ...}}, "
                              f"got {type(value).__name__}")
@@ -132,6 +146,6 @@ def name_or_plugin(what: str, names: tuple[str, ...], protocol: type,
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ValueError(f"a plug-in {what} is {{import: module.path:ClassName, <option>: <value>, ...}} "
                              f"({problems})") from None
-        return check(spec)
+        return check(spec, info)
 
     return validate

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from tutorkd.config.base import Config, ConfigError
 from tutorkd.config.fields import (
@@ -159,8 +159,8 @@ class PluginStudentConfig(PluginSpec):
     lora_rank: LoRARank = 16  # with model_path: the largest adapter rank the engine must serve
 
     @model_validator(mode="after")
-    def _implements_student(self) -> PluginStudentConfig:
-        return plugin_of(Student, args=("inputs",))(self)
+    def _implements_student(self, info: ValidationInfo) -> PluginStudentConfig:
+        return plugin_of(Student, args=("inputs",))(self, info)
 
 
 StudentConfig = Annotated[TinyStudentConfig | HFStudentConfig | PluginStudentConfig,

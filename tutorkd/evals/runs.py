@@ -72,7 +72,7 @@ def run_heldout(run_dir: Path) -> HeldOut:
 
     if (run_dir / HELDOUT_FILE).exists():
         return read_json(run_dir / HELDOUT_FILE, HeldOut)
-    env = load_run_config(run_dir).environment
+    env = load_run_config(run_dir, import_plugins=False).environment
     setup = build_domain(env)
     setup.domain.close()
     heldout = setup.heldout
