@@ -27,21 +27,30 @@ MIXES: dict[str, dict[str, float]] = {
 }
 """Named allocations (skill: weight), run as teachers ``mix-targets`` etc. by ``teaching_efficiency.py``."""
 
+SCHEDULES: dict[str, list[dict[str, float]]] = {
+    # One target a round, then both: each round's optimizer steps all pull one way (the same examples
+    # as mix-targets over 3 rounds, in another order).
+    "seq-targets": [{"add.carry": 1.0}, {"sub.borrow": 1.0}, {"add.carry": 0.5, "sub.borrow": 0.5}],
+}
+"""Allocations that change by round (round k uses entry k-1, the last one after that)."""
+
 
 class FixedMixPolicy:
     """Implements ``tutorkd.protocols.Policy``: each round's examples split over ``weights``."""
 
-    def __init__(self, inputs: BuildInputs, weights: dict[str, float]) -> None:
-        unknown = sorted(set(weights) - set(inputs.leaves()))
+    def __init__(self, inputs: BuildInputs, weights: dict[str, float] | list[dict[str, float]]) -> None:
+        self.schedule = [dict(w) for w in weights] if isinstance(weights, list) else [dict(weights)]
+        unknown = sorted({s for w in self.schedule for s in w} - set(inputs.leaves()))
         if unknown:
             raise ValueError(f"mix weights name skills the domain lacks: {unknown}")
-        self.weights, self.per_round, self.style = dict(weights), inputs.cfg.per_round, inputs.cfg.style
+        self.per_round, self.style = inputs.cfg.per_round, inputs.cfg.style
 
     def plan(self, feedback: Feedback) -> Plan:
-        """``min(per_round, budget_left)`` examples in proportion to the weights."""
+        """``min(per_round, budget_left)`` examples in proportion to this round's weights."""
         total = round_total(feedback, self.per_round)
-        skills = list(self.weights)
-        counts = split_by_weight(total, [self.weights[s] for s in skills]) if total else [0] * len(skills)
+        weights = self.schedule[min(feedback.round, len(self.schedule) - 1)]  # round: rounds trained
+        skills = list(weights)
+        counts = split_by_weight(total, [weights[s] for s in skills]) if total else [0] * len(skills)
         return Plan(items=styled_items([(s, None) for s in skills], counts, self.style),
                     reasoning=f"Fixed mix: {total} examples, " + ", ".join(
                         f"{s} {n}" for s, n in zip(skills, counts, strict=True)) + ".")
@@ -49,5 +58,6 @@ class FixedMixPolicy:
 
 def mix_teacher(name: str) -> dict:
     """The teacher spec (a dict for ``TeacherConfig``) of the named mix."""
-    return {"name": name, "policy": {"import": "fixed_mix:FixedMixPolicy", "weights": MIXES[name]},
+    weights = MIXES[name] if name in MIXES else SCHEDULES[name]
+    return {"name": name, "policy": {"import": "fixed_mix:FixedMixPolicy", "weights": weights},
             "per_round": 1000, "style": "rationale", "engine": "procedural"}

@@ -19,6 +19,7 @@ best teacher's median final one, so the best teacher reaches it on at least half
 seeds: median, min and max. Writes ``benchmarks/results/teaching_efficiency.json`` and ``.png``.
 ``--teachers mix-contrast35`` (and the other names of ``fixed_mix.MIXES``) runs a fixed hand-set
 allocation instead of a teacher: the ceiling of allocation alone, chosen with hindsight;
+``--teachers seq-targets`` (``fixed_mix.SCHEDULES``) an allocation that changes by round;
 ``--teachers progress-light-quiz`` (and the other names of ``quiz_engine.QUIZZED``) a teacher whose
 examples are the problems the student misses when quizzed; ``--teachers mix-contrast35-facts`` the
 same mix with its examples drawn so each skill's facts are practised evenly, ``mix-contrast35-traced``
@@ -41,7 +42,7 @@ from pathlib import Path
 import common
 import figures
 from fact_engine import BALANCED, facts_teacher
-from fixed_mix import MIXES, mix_teacher
+from fixed_mix import MIXES, SCHEDULES, mix_teacher
 from quiz_engine import QUIZZED, quiz_teacher
 
 RESULTS = common.RESULTS / "teaching_efficiency.json"
@@ -59,7 +60,8 @@ def run_once(args, teacher: str, seed: int, root: Path) -> dict:
             and len((d / "metrics.jsonl").read_text().splitlines()) == args.rounds + 1]
     if args.keep_runs is not None and done:  # Why: a benchmark stopped halfway reuses its finished runs
         return summarize_run(done[-1], teacher, seed, wall_s=None)
-    spec = (mix_teacher(teacher) if teacher in MIXES else quiz_teacher(teacher) if teacher in QUIZZED
+    spec = (mix_teacher(teacher) if teacher in MIXES or teacher in SCHEDULES
+            else quiz_teacher(teacher) if teacher in QUIZZED
             else facts_teacher(teacher) if teacher in BALANCED else teacher)
     cfg = common.run_config(
         env="arithmetic-tree", teacher=spec, seed=seed, runs_root=root / teacher,
@@ -190,7 +192,7 @@ def main() -> None:
     parser = common.parser(__doc__, seeds=[0, 1, 2], rounds=3, test_per_skill=500, val_per_skill=100,
                            backend="vllm", pretrain_steps=None, epochs=None, out=RESULTS)
     parser.add_argument("--teachers", nargs="+", default=list(TEACHERS),
-                        choices=TEACHERS + tuple(MIXES) + tuple(QUIZZED) + tuple(BALANCED),
+                        choices=TEACHERS + tuple(MIXES) + tuple(SCHEDULES) + tuple(QUIZZED) + tuple(BALANCED),
                         help="agents/<name>.yaml, a fixed allocation of benchmarks/fixed_mix.py (mix-*), "
                              "a teacher with the quiz engine of benchmarks/quiz_engine.py (*-quiz) or with "
                              "the fact engines of benchmarks/fact_engine.py (*-facts, *-traced)")
