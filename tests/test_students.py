@@ -137,6 +137,47 @@ def test_lora_continues_from_an_existing_adapter(trained, tiny_base, tiny_cfg, t
         train_lora(tiny_base, pairs, tmp_path / "r2", tiny_cfg, init_adapter=out)
 
 
+def test_training_scores_only_completion_tokens_and_saves_the_same_adapter(trained, tiny_base, tiny_cfg,
+                                                                           tmp_path, monkeypatch):
+    """``labelled_positions_only``: TRL's fused LM head gets exactly the labelled (completion) positions
+    instead of every position, and the losses and adapter weights are bit-identical to TRL's own path."""
+    import torch
+    from trl.kernels import ChunkedLogProbFunction
+
+    from tutorkd.students.lora import labelled_positions_only, lora_trainer
+
+    _, pairs, _ = trained
+    rows: list[int] = []
+    scored = ChunkedLogProbFunction.apply
+
+    def counting(hidden, *args):
+        rows.append(hidden.shape[0])
+        return scored(hidden, *args)
+
+    monkeypatch.setattr(ChunkedLogProbFunction, "apply", staticmethod(counting))
+
+    def train(compact: bool, out: Path) -> tuple[list[float], dict[str, torch.Tensor], int, int]:
+        rows.clear()
+        trainer = lora_trainer(tiny_base, pairs, out, tiny_cfg, init_adapter=None, seed=0, max_length=64,
+                               device="cpu")
+        labelled = sum(int((b["labels"][:, 1:] != -100).sum()) for b in trainer.get_train_dataloader())
+        if compact:
+            with labelled_positions_only():
+                trainer.train()
+        else:
+            trainer.train()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items() if "lora_" in k}
+        return losses, weights, sum(rows), labelled
+
+    full_losses, full_weights, full_rows, labelled = train(False, tmp_path / "full")
+    losses, weights, compact_rows, _ = train(True, tmp_path / "compact")
+    assert compact_rows == tiny_cfg.epochs * labelled < full_rows / 2
+    assert losses == full_losses
+    assert weights.keys() == full_weights.keys()
+    assert all(torch.equal(weights[k], full_weights[k]) for k in weights)
+
+
 def test_hf_backend_reloads_an_adapter_id_that_names_new_weights(trained, tiny_base, tiny_cfg, tmp_path):
     from tutorkd.llm.hf_backend import TransformersBackend
     from tutorkd.protocols import SamplingConfig

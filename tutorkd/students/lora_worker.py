@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tutorkd.config import HFStudentConfig, TinyStudentConfig
-from tutorkd.students.lora import lora_trainer
+from tutorkd.students.lora import labelled_positions_only, lora_trainer
 from tutorkd.students.pretrain import torch_threads
 
 if TYPE_CHECKING:
@@ -71,7 +71,8 @@ def train_rank(job_file: Path) -> None:
                                max_length=job["max_length"], device=job["device"],
                                batch_size=job["batch_size"])
         trainer.add_callback(_report(Path(job["steps_file"]), trainer.args.process_index))
-        trainer.train()
+        with labelled_positions_only():
+            trainer.train()
         # Why save_model, on every rank: it gathers ZeRO-3 shards (a collective) and writes on rank 0 only.
         trainer.save_model(str(out / "saved"))
     if trainer.is_world_process_zero():
