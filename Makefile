@@ -14,7 +14,8 @@ TORCH_VERSION ?= 2.13.0
 demo: $(VENV)/.installed
 	$(BIN)/tutorkd teach
 
-# The same loop on a real LLM: SmolLM2-135M-Instruct as the student (~15 minutes on 2 cores).
+# The same loop on a real LLM: SmolLM2-135M-Instruct as the student (~15 minutes on 2 cores with native
+# bfloat16, ~70 in float32 on an AVX2-only CPU: README).
 demo-llm: $(VENV)/.installed-llm
 	$(BIN)/tutorkd teach recipes/arithmetic-smollm2.yaml
 
