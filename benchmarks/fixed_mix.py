@@ -48,7 +48,8 @@ class FixedMixPolicy:
     def plan(self, feedback: Feedback) -> Plan:
         """``min(per_round, budget_left)`` examples in proportion to this round's weights."""
         total = round_total(feedback, self.per_round)
-        weights = self.schedule[min(feedback.round, len(self.schedule) - 1)]  # round: rounds trained
+        # Why feedback.round as the index: it counts the rounds trained so far (0 while planning round 1).
+        weights = self.schedule[min(feedback.round, len(self.schedule) - 1)]
         skills = list(weights)
         counts = split_by_weight(total, [weights[s] for s in skills]) if total else [0] * len(skills)
         return Plan(items=styled_items([(s, None) for s in skills], counts, self.style),
