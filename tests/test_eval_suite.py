@@ -240,3 +240,21 @@ def test_cli_eval_scores_a_real_tiny_student_version(domain, tiny_cfg, tmp_path)
     # A real adapter changes the answers: the two versions do not score identically everywhere.
     assert any(r.student.correct != r.base.correct for r in test.per_skill)
     assert "contamination test" in " ".join(result.output.split())
+
+    # Evaluating rebuilds the student alone: a run taught by a plug-in teacher whose code is gone is still
+    # evaluated (the same scores), while a plug-in student that cannot be imported is exit 2 naming it.
+    import yaml
+
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved["teacher"].update(policy={"import": "gone_lab.policies:Curriculum", "focus": 2},
+                            engine={"import": "gone_lab.engines:Drills"})
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    again = CliRunner().invoke(app, ["eval", str(spec), "--student", str(run_dir)])
+    assert again.exit_code == 0, again.output
+    assert read_json(run_dir / "evals" / "it-r1.json", SuiteReport).splits == report.splits
+    saved["student"] = {"kind": "plugin", "import": "gone_lab.students:Learner"}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    refused = CliRunner().invoke(app, ["eval", str(spec), "--student", str(run_dir)], terminal_width=200)
+    text = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "cannot import 'gone_lab.students'" in text, refused.output
+    assert "gone_lab.policies" not in text and "Traceback" not in text

@@ -92,7 +92,7 @@ def load_run(run_dir: str | Path) -> RunResult:
     from tutorkd.rundir import load_run_config
 
     run_dir = Path(run_dir)
-    return RunResult(run_dir=run_dir, config=load_run_config(run_dir, import_plugins=False),
+    return RunResult(run_dir=run_dir, config=load_run_config(run_dir, check_plugins=()),
                      evaluations=tuple(load_round_evals(run_dir)))
 
 

@@ -100,14 +100,15 @@ def save_config(cfg: RunConfig, run_dir: Path) -> None:
     atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
-def load_run_config(run_dir: Path, *, import_plugins: bool = True) -> RunConfig:
-    """The config a run directory was started with.
+def load_run_config(run_dir: Path, *, check_plugins: tuple[type, ...] | None = None) -> RunConfig:
+    """The config a run directory was started with, every plug-in class it names imported and checked.
 
-    ``import_plugins=False`` reads it without importing the plug-in classes it names (``UNCHECKED``):
-    for readers of the run's files, which work where the plug-in's code is not installed."""
+    ``check_plugins`` limits that to the plug-ins implementing those protocols (``checking_only``):
+    ``()`` for readers of the run's files, which work where no plug-in's code is installed;
+    ``(Student,)`` for ``tutorkd eval``, which rebuilds the student and nothing else."""
     from pydantic import ValidationError
 
-    from tutorkd.config.plugins import UNCHECKED
+    from tutorkd.config.plugins import checking_only
 
     path = run_dir / CONFIG_FILE
     if not path.is_file():
@@ -115,6 +116,7 @@ def load_run_config(run_dir: Path, *, import_plugins: bool = True) -> RunConfig:
                           "pass a folder under runs/")
     try:
         return RunConfig.model_validate(yaml.safe_load(path.read_text()),
-                                        context=None if import_plugins else UNCHECKED)
+                                        context=None if check_plugins is None
+                                        else checking_only(*check_plugins))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from None

@@ -28,15 +28,24 @@ from pydantic import ConfigDict, Field, ValidationError, ValidationInfo
 
 from tutorkd.config.base import Config
 
-UNCHECKED: Mapping[str, bool] = MappingProxyType({"check_plugins": False})
+
+def checking_only(*protocols: type) -> Mapping[str, frozenset[str]]:
+    """Validation context under which only the plug-ins implementing one of ``protocols`` are imported and
+    checked; every other plug-in spec is kept as written. ``checking_only()`` checks none (``UNCHECKED``);
+    ``tutorkd eval``, which builds a finished run's student and nothing else, checks ``Student`` only."""
+    return MappingProxyType({"check_plugins": frozenset(p.__name__ for p in protocols)})
+
+
+UNCHECKED = checking_only()
 """Validation context for reading what a finished run wrote (``load_run``, ``compare``, ``report``):
 plug-in specs are kept as written and their classes are not imported, because reading a run's files
-needs none of its code. Anything that builds the run again (a resume, ``eval``) validates without it."""
+needs none of its code. Anything that builds the run again (a resume) validates without a context."""
 
 
-def _checking(info: ValidationInfo) -> bool:
-    """Whether this validation imports and checks plug-in classes (all but ``UNCHECKED`` readings)."""
-    return info.context is None or info.context.get("check_plugins", True)
+def _checking(info: ValidationInfo, protocol: type) -> bool:
+    """Whether this validation imports and checks plug-ins implementing ``protocol`` (always, without a
+    context; under ``checking_only`` only those it names)."""
+    return info.context is None or protocol.__name__ in info.context["check_plugins"]
 
 
 class PluginSpec(Config):
@@ -103,7 +112,7 @@ def plugin_of(protocol: type, *,
     constructor's signature too, so a misspelt or missing option fails here rather than mid-run."""
 
     def check(spec: PluginSpec, info: ValidationInfo) -> PluginSpec:
-        if not _checking(info):
+        if not _checking(info, protocol):
             return spec
         cls = spec.load()
         missing = missing_methods(cls, protocol)

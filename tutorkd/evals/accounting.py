@@ -116,7 +116,7 @@ def load_run(run_dir: Path) -> RunAccount:
     from tutorkd.rundir import load_run_config
 
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir, import_plugins=False)
+    cfg = load_run_config(run_dir, check_plugins=())
     rounds = []
     while (round_dir(run_dir, len(rounds)) / "eval.json").exists():
         rounds.append(load_round(run_dir, len(rounds)))

@@ -72,7 +72,7 @@ def run_heldout(run_dir: Path) -> HeldOut:
 
     if (run_dir / HELDOUT_FILE).exists():
         return read_json(run_dir / HELDOUT_FILE, HeldOut)
-    env = load_run_config(run_dir, import_plugins=False).environment
+    env = load_run_config(run_dir, check_plugins=()).environment
     setup = build_domain(env)
     setup.domain.close()
     heldout = setup.heldout
@@ -104,14 +104,18 @@ def evaluate_run(
 ) -> tuple[SuiteReport, Path]:
     """Run suite ``cfg`` on version ``r{k}`` of ``run_dir`` (default: its last round) against the base.
 
-    The student is rebuilt through the run assembly from the run's saved config, on the base model its
-    adapter recorded when that folder still exists (else the config's base, which must be the same:
-    an adapter on another base is an error, not a silent swap). Writes the report to
+    The student is rebuilt through the run assembly from the run's saved config (of its plug-ins, only a
+    plug-in student's code must be importable), on the base model its adapter recorded when that folder
+    still exists (else the config's base, which must be the same: an adapter on another base is an
+    error, not a silent swap). Writes the report to
     ``RUN_DIR/evals/{suite}-{version}.json`` and returns it with that path.
     """
     from tutorkd.assembly import build_student_setup
+    from tutorkd.protocols import Student
 
-    run_cfg = load_run_config(run_dir)
+    # Why only the student's plug-in: evaluating a version rebuilds the student alone, so a run taught by
+    # a plug-in teacher whose code is not installed here can still be evaluated.
+    run_cfg = load_run_config(run_dir, check_plugins=(Student,))
     k = last_round(run_dir) if k is None else k
     version = run_version(run_dir, k)
     heldout = run_heldout(run_dir)
