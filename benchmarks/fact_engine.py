@@ -27,8 +27,9 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
+from common import teacher_spec
 from error_anatomy import student_rationale
-from fixed_mix import mix_teacher
+from fixed_mix import MIXES, mix_teacher
 from quiz_engine import QueuedSampler, draw_candidates, plain_skill_counts
 
 from tutorkd.agents.baselines.procedural import ProceduralEngine, _AnyOf, derive_seed
@@ -42,9 +43,14 @@ BALANCED: dict[str, tuple[str, str]] = {
     # Why: the ceiling of the data levers at 750 examples, every example to the two skills this student
     # learns, facts balanced, no forgetting protection (the guard can only take examples away).
     "mix-targets-facts": ("mix-targets", "FactBalancedEngine"),
+    # Why: student-modeling teachers (agents/progress*.yaml, whose plans measure the student) with the
+    # engine that made the hand-set mix's examples teach most per example.
+    "progress-facts": ("progress", "FactBalancedEngine"),
+    "progress-light-facts": ("progress-light", "FactBalancedEngine"),
+    "mix-replay-facts": ("mix-replay", "FactBalancedEngine"),
 }
-"""Teachers ``teaching_efficiency.py`` runs with these engines: name to (the mix whose plans it keeps, the
-engine class of this module)."""
+"""Teachers ``teaching_efficiency.py`` runs with these engines: name to (the mix of ``fixed_mix.MIXES`` or
+the ``agents/*.yaml`` teacher whose plans it keeps, the engine class of this module)."""
 
 
 def facts(problem: Problem) -> list[str]:
@@ -160,5 +166,6 @@ class FactTracingEngine(FactEngine):
 
 def facts_teacher(name: str) -> dict:
     """The teacher spec (a dict for ``TeacherConfig``) of the named ``BALANCED`` teacher."""
-    mix, engine = BALANCED[name]
-    return mix_teacher(mix) | {"name": name, "engine": {"import": f"fact_engine:{engine}"}}
+    base, engine = BALANCED[name]
+    spec = mix_teacher(base) if base in MIXES else teacher_spec(base).model_dump()
+    return spec | {"name": name, "engine": {"import": f"fact_engine:{engine}"}}

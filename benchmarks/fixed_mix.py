@@ -24,6 +24,10 @@ MIXES: dict[str, dict[str, float]] = {
     "mix-contrast35": {"add.carry": 0.35, "sub.borrow": 0.3, "add.no_carry": 0.1, "sub.no_borrow": 0.25},
     # As mix-contrast35, with the no-carry share moved to sub.no_borrow (add.no_carry held without it).
     "mix-sub30": {"add.carry": 0.35, "sub.borrow": 0.3, "add.no_carry": 0.05, "sub.no_borrow": 0.3},
+    # As mix-contrast35, half its no-carry share moved to replaying cmp.same_lead, which no example
+    # practised and which fell 5-7 points under the facts-balanced mix-contrast35.
+    "mix-replay": {"add.carry": 0.35, "sub.borrow": 0.3, "add.no_carry": 0.05, "sub.no_borrow": 0.25,
+                   "cmp.same_lead": 0.05},
 }
 """Named allocations (skill: weight), run as teachers ``mix-targets`` etc. by ``teaching_efficiency.py``."""
 

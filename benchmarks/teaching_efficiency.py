@@ -29,6 +29,7 @@ with the student's weakest facts first (``fact_engine.py``).
         [--test-per-skill 200] [--rounds 3] [--budget 3000] [--teachers stat-sel uniform]
         [--keep-runs runs/efficiency]
     .venv/bin/python benchmarks/teaching_efficiency.py --resummarize --out RESULT.json   # summaries again
+        [--add-runs OTHER.json]   # with the runs of another result on the same base (uniform's, say)
 """
 
 from __future__ import annotations
@@ -204,6 +205,9 @@ def main() -> None:
                         help="keep the run directories here (for tutorkd compare/report); default: deleted")
     parser.add_argument("--resummarize", action="store_true",
                         help="recompute the summaries and the figure of --out from its runs; runs nothing")
+    parser.add_argument("--add-runs", type=Path, nargs="+", default=[],
+                        help="with --resummarize: also the runs of these results (on the same base), e.g. "
+                             "uniform's at 12 rounds beside teachers run for 3 of the same rounds")
     args = parser.parse_args()
 
     def weak_skills_exist(runs: list[dict]) -> None:
@@ -216,6 +220,14 @@ def main() -> None:
         earlier = json.loads(args.out.read_text())
         runs, target = earlier["runs"], earlier["config"]["target"]
         header = {k: earlier[k] for k in ("benchmark", "date", "machine", "config")}
+        for path in args.add_runs:
+            added = json.loads(path.read_text())
+            if added["base_test_per_skill"] != earlier["base_test_per_skill"]:
+                raise SystemExit(f"{path} has another base student than {args.out}: compare within one base")
+            mine = {(r["teacher"], r["seed"]) for r in runs}
+            runs += [r for r in added["runs"] if (r["teacher"], r["seed"]) not in mine]
+            header["config"] = {**header["config"], "added_runs": [*header["config"].get("added_runs", []),
+                                                                  str(path)]}
     else:
         with common.scratch("tutorkd-efficiency-", keep=args.keep_runs) as root:
             runs = common.run_matrix(args.seeds, args.teachers, lambda t, s: run_once(args, t, s, root),
