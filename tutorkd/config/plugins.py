@@ -31,15 +31,11 @@ from tutorkd.config.base import Config
 
 def checking_only(*protocols: type) -> Mapping[str, frozenset[str]]:
     """Validation context under which only the plug-ins implementing one of ``protocols`` are imported and
-    checked; every other plug-in spec is kept as written. ``checking_only()`` checks none (``UNCHECKED``);
-    ``tutorkd eval``, which builds a finished run's student and nothing else, checks ``Student`` only."""
+    checked; every other plug-in spec is kept as written. ``checking_only()`` checks none: for reading what a
+    finished run wrote (``load_run``, ``compare``, ``report``), which needs none of its code; ``tutorkd
+    eval``, which builds a finished run's student and nothing else, checks ``Student`` only. Whatever
+    builds the whole run again (a resume) validates without a context, checking every plug-in."""
     return MappingProxyType({"check_plugins": frozenset(p.__name__ for p in protocols)})
-
-
-UNCHECKED = checking_only()
-"""Validation context for reading what a finished run wrote (``load_run``, ``compare``, ``report``):
-plug-in specs are kept as written and their classes are not imported, because reading a run's files
-needs none of its code. Anything that builds the run again (a resume) validates without a context."""
 
 
 def _checking(info: ValidationInfo, protocol: type) -> bool:
@@ -105,7 +101,8 @@ def plugin_of(protocol: type, *,
               args: tuple[str, ...] | None = None) -> Callable[[PluginSpec, ValidationInfo], PluginSpec]:
     """An after-validator for a ``PluginSpec`` (``Annotated[PluginSpec, AfterValidator(...)]``, or called
     from a model validator): import the class and check that it implements ``protocol``; a
-    ``ValueError`` (shown with the field's path) otherwise. Under ``UNCHECKED`` the spec passes as it is.
+    ``ValueError`` (shown with the field's path) otherwise. Under a ``checking_only`` context that does
+    not name ``protocol`` the spec passes as it is.
 
     ``args`` names the positional arguments tutorkd passes before the options (``("inputs",)``: the
     class is built as ``Cls(inputs, **options)``); when given, the options are checked against the
