@@ -107,8 +107,8 @@ def evaluate_run(
     The student is rebuilt through the run assembly from the run's saved config (of its plug-ins, only a
     plug-in student's code must be importable), on the base model its adapter recorded when that folder
     still exists (else the config's base, which must be the same: an adapter on another base is an
-    error, not a silent swap). Writes the report to
-    ``RUN_DIR/evals/{suite}-{version}.json`` and returns it with that path.
+    error, not a silent swap). Writes the report to ``RUN_DIR/evals/{suite}-{version}.json`` and
+    returns it with that path.
     """
     from tutorkd.assembly import build_student_setup
     from tutorkd.protocols import Student
