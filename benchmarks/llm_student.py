@@ -5,7 +5,9 @@ teacher (the same examples per round for both), for each seed, one run at a time
 writes ``benchmarks/results/llm_student.json``. ``--teachers tpd open-ended`` adds TPD's variant d
 (training data from the principles it discovers in the student's errors, ``agents/tpd.yaml``) and
 DataEnvGym's open-ended baseline, both at the open-ended level (they read errors only);
-``--teachers progress`` the learning-progress teacher (``agents/progress.yaml``). Reported:
+``--teachers progress`` the learning-progress teacher (``agents/progress.yaml``), ``--teachers
+progress-headroom`` its variant that meets issue 17's bar on the tiny student
+(``agents/progress-headroom.yaml``, as written). Reported:
 
 - the base model's per-skill test accuracy and format-error rate (replies with no readable answer,
   counted apart from wrong answers);
@@ -59,6 +61,8 @@ TEACHERS = {
     # The learning-progress teacher at the recipe's skill_tree level, with ProgressConfig's defaults (as
     # agents/progress.yaml but explore_examples null: a never-measured skill gets uniform's share once)
     "progress": {"name": "progress", "policy": "progress", "engine": "procedural"},
+    # The teacher that meets issue 17's bar on the tiny student, as agents/progress-headroom.yaml
+    "progress-headroom": "agents/progress-headroom.yaml",
 }
 LEVELS = {"tpd": "open_ended", "open-ended": "open_ended"}  # the others: the recipe's skill_tree
 WEAK_BELOW, GAIN, DROP = 0.5, 0.10, 0.05
@@ -68,9 +72,11 @@ def config(teacher: str, seed: int, runs_root: Path, args) -> dict:
     """The recipe, with ``teacher`` and ``seed``, resized by the command-line options."""
     cfg = yaml.safe_load(RECIPE.read_text())
     base_teacher = cfg["teacher"]
-    if TEACHERS[teacher] is not None:
-        cfg["teacher"] = {**TEACHERS[teacher], "per_round": base_teacher["per_round"],
-                          "style": base_teacher["style"]}
+    spec = TEACHERS[teacher]
+    if isinstance(spec, str):  # an agents/*.yaml spec, whole
+        spec = yaml.safe_load((REPO / spec).read_text())
+    if spec is not None:
+        cfg["teacher"] = {**spec, "per_round": base_teacher["per_round"], "style": base_teacher["style"]}
     cfg["teacher"]["per_round"] = args.per_round
     if teacher in LEVELS:
         cfg["environment"]["level"] = LEVELS[teacher]

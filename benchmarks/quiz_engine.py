@@ -17,15 +17,15 @@ the same allocations with plain draws, as step focus (``agents/progress-steps.ya
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Container
 
 from common import teacher_spec
 from fixed_mix import MIXES, mix_teacher
 
+from tutorkd.agents.baselines.facts import QueuedSampler, draw_candidates, plain_skill_counts
 from tutorkd.agents.baselines.procedural import ProceduralEngine, _AnyOf, derive_seed
 from tutorkd.agents.teacher import BuildInputs
-from tutorkd.protocols import Domain, GenerationContext
-from tutorkd.schema import Example, Plan, Problem
+from tutorkd.protocols import GenerationContext
+from tutorkd.schema import Example, Plan
 
 QUIZZED: dict[str, tuple[str, dict]] = {
     # mix-contrast35's split; the two targets' examples are misses among 4 candidates each.
@@ -35,55 +35,6 @@ QUIZZED: dict[str, tuple[str, dict]] = {
 }
 """Teachers ``teaching_efficiency.py`` runs with this engine: (the teacher whose plans it keeps, the
 engine's options)."""
-
-
-def plain_skill_counts(plan: Plan, engine: str) -> dict[str, int]:
-    """The examples ``plan`` asks for, per skill, in plan order; ``ValueError`` naming ``engine`` for an
-    item ``like`` a problem or with a ``step`` (the engines of these benchmarks make plain skill items).
-
-    Why per skill, not per item: one queue serves every item of a skill (a ``mixed`` style plan splits a
-    skill over two items), so its candidates are drawn and ranked once, for all of them."""
-    if any(item.skill_id is None or item.step is not None for item in plan.items):
-        raise ValueError(f"{engine} makes plain skill items only (no like, no step)")
-    counts: dict[str, int] = {}
-    for item in plan.items:
-        counts[item.skill_id] = counts.get(item.skill_id, 0) + item.count
-    return counts
-
-
-def draw_candidates(domain: Domain, counts: dict[str, int], per_example: Callable[[str], int],
-                    rng: random.Random, exclude: Container[str]) -> dict[str, list[Problem]]:
-    """Each skill's distinct candidates, skill by skill in ``counts``' order from ``rng``: ``per_example``
-    draws per example asked for, with repeats dropped (``Domain.sample`` draws with replacement)."""
-    return {skill: list({p.question: p for p in domain.sample(skill, count * per_example(skill), rng,
-                                                              exclude)}.values())
-            for skill, count in counts.items()}
-
-
-class QueuedSampler:
-    """Implements ``tutorkd.protocols.Sampler`` for one plan: each skill's problems come from its queue
-    in order (skipping excluded ones), then, once it is empty, from the domain."""
-
-    def __init__(self, domain: Domain, queues: dict[str, list[Problem]]) -> None:
-        self.domain, self.queues = domain, queues
-
-    def sample(self, skill_id: str, n: int, rng: random.Random,
-               exclude: Container[str] = frozenset()) -> list[Problem]:
-        """The next ``n`` problems of ``skill_id``'s queue not in ``exclude``, drawn afresh past its end."""
-        out: list[Problem] = []
-        queue = self.queues.get(skill_id, [])
-        while queue and len(out) < n:
-            problem = queue.pop(0)
-            if problem.question not in exclude:
-                out.append(problem)
-        if len(out) < n:
-            out += self.domain.sample(skill_id, n - len(out), rng, exclude)
-        return out
-
-    def similar(self, problem: Problem, n: int, rng: random.Random,
-                exclude: Container[str] = frozenset()) -> list[Problem]:
-        """Not offered: the quiz engine takes skill items only."""
-        raise ValueError("the quiz engine makes skill items only, not items 'like' a problem")
 
 
 class QuizEngine:

@@ -23,7 +23,9 @@ allocation instead of a teacher: the ceiling of allocation alone, chosen with hi
 ``--teachers progress-light-quiz`` (and the other names of ``quiz_engine.QUIZZED``) a teacher whose
 examples are the problems the student misses when quizzed; ``--teachers mix-contrast35-facts`` the
 same mix with its examples drawn so each skill's facts are practised evenly, ``mix-contrast35-traced``
-with the student's weakest facts first (``fact_engine.py``).
+with the student's weakest facts first (``fact_engine.py``); ``progress-headroom`` the learning-progress
+teacher built for issue 17's bar (``agents/progress-headroom.yaml``; ``progress-headroom-facts`` is its
+ablation without inertia, under the label of its first results).
 
     .venv/bin/python benchmarks/teaching_efficiency.py [--seeds 0 1 2] [--backend transformers]
         [--test-per-skill 200] [--rounds 3] [--budget 3000] [--teachers stat-sel uniform]
@@ -49,7 +51,7 @@ from quiz_engine import QUIZZED, quiz_teacher
 RESULTS = common.RESULTS / "teaching_efficiency.json"
 TEACHERS = ("uniform", "open-ended", "skill-list", "skill-tree", "stat-sel", "stat-syn", "stat-syn-learn",
             "progress", "progress-steps", "progress-lean", "progress-bound", "progress-light",
-            "progress-light-held")
+            "progress-light-held", "progress-headroom", "progress-headroom-abrupt")
 FORGET = 0.05
 """The most a strong skill may fall below its base test accuracy at any round (issue 17's guard)."""
 

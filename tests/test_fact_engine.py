@@ -1,9 +1,8 @@
-"""The fact-balanced engine of ``benchmarks/fact_engine.py``: a round's examples practise each skill's
-facts (its rationale steps' left-hand sides) as evenly as the count allows; held-out questions never."""
+"""The fact-tracing engine of ``benchmarks/fact_engine.py`` (weak facts first, by the steps the quizzed
+student wrote) and its teachers; the fact-balanced engine it builds on is ``tests/test_facts_engine.py``'s."""
 
 from __future__ import annotations
 
-import random
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from types import ModuleType
 
 import pytest
 
+from tutorkd.agents.baselines.facts import facts
 from tutorkd.agents.teacher import BuildInputs
 from tutorkd.config import TeacherConfig
 from tutorkd.environments.arithmetic import ArithmeticDomain
@@ -25,60 +25,18 @@ CONTEXT = GenerationContext(run_id="run", round=1, teacher="f", seed=0)
 @pytest.fixture
 def fact_engine(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     # Why on sys.path: the benchmark runs with its own folder first on the path, and the spec names the
-    # plug-in as ``fact_engine:FactBalancedEngine``
+    # plug-in as ``fact_engine:FactTracingEngine``
     monkeypatch.setattr(sys, "path", [str(BENCHMARKS), *sys.path])
     import fact_engine
 
     return fact_engine
 
 
-def engine(fact_engine: ModuleType, exclude=frozenset(), **options):
-    cfg = TeacherConfig.model_validate({"name": "f", "policy": "uniform", "engine": "procedural"})
-    return fact_engine.FactBalancedEngine(BuildInputs(cfg=cfg, domain=ArithmeticDomain(), exclude=exclude),
-                                          **options)
-
-
-def test_facts_are_the_steps_left_hand_sides(fact_engine: ModuleType) -> None:
-    assert fact_engine.facts(ArithmeticDomain().make("add.carry", (37, 68))) == ["7+8", "3+6+1"]
-    assert fact_engine.facts(ArithmeticDomain().make("sub.borrow", (43, 14))) == ["13-4", "3-1"]
-
-
-def test_a_round_covers_every_fact_that_plain_draws_leave_out(fact_engine: ModuleType) -> None:
-    # 90 add.carry examples: 45 ones facts (a+b >= 10) and 81 tens facts (a+b+1), each practised at
-    # most twice; plain draws of the same count miss some of both.
-    plan = Plan(items=(PlanItem(count=90, skill_id="add.carry"),))
-    made = engine(fact_engine).generate(plan, CONTEXT)
-    ones = Counter(fact_engine.facts(e.problem)[0] for e in made)
-    tens = Counter(fact_engine.facts(e.problem)[1] for e in made)
-    assert len(made) == 90 and len({e.problem.question for e in made}) == 90
-    assert (len(ones), len(tens)) == (45, 81) and max(ones.values()) == 2 and max(tens.values()) <= 2
-    plain = ArithmeticDomain().sample("add.carry", 90, random.Random(0))
-    assert len({fact_engine.facts(p)[1] for p in plain}) < 81
-    assert {e.provenance.generator.engine for e in made} == {"facts"}
-    assert {e.provenance.skill_id for e in made} == {"add.carry"}
-
-
-def test_each_item_gets_its_count_and_held_out_questions_are_never_made(fact_engine: ModuleType) -> None:
-    held = {p.question for p in ArithmeticDomain().sample("sub.borrow", 600, random.Random(1))}
-    plan = Plan(items=(PlanItem(count=40, skill_id="sub.borrow"),
-                       PlanItem(count=10, skill_id="sub.no_borrow")))
-    made = engine(fact_engine, exclude=held, pool=4).generate(plan, CONTEXT)
-    assert Counter(e.provenance.skill_id for e in made) == {"sub.borrow": 40, "sub.no_borrow": 10}
-    assert not {e.problem.question for e in made} & held
-    again = engine(fact_engine, exclude=held, pool=4).generate(plan, CONTEXT)
-    assert [e.problem.question for e in again] == [e.problem.question for e in made]  # seeded
-
-
-def test_items_like_a_problem_are_refused(fact_engine: ModuleType) -> None:
-    like = ArithmeticDomain().make("add.carry", (47, 38))
-    with pytest.raises(ValueError, match="plain skill items"):
-        engine(fact_engine).generate(Plan(items=(PlanItem(count=1, like=like),)), CONTEXT)
-
-
 def test_the_balanced_teachers_load(fact_engine: ModuleType) -> None:
-    for name, (_, engine_class) in fact_engine.BALANCED.items():
+    for name, (_, engine) in fact_engine.BALANCED.items():
         cfg = TeacherConfig.model_validate(fact_engine.facts_teacher(name))
-        assert cfg.name == name and cfg.engine.load() is getattr(fact_engine, engine_class)
+        built = cfg.engine if engine == "facts" else cfg.engine.load()
+        assert cfg.name == name and built == (engine if engine == "facts" else getattr(fact_engine, engine))
 
 
 class SlipsOnSevenPlusEight:
@@ -114,7 +72,7 @@ def test_the_tracing_engine_practises_the_weak_fact_first_and_then_spreads(fact_
     inputs = BuildInputs(cfg=cfg, domain=ArithmeticDomain(), student=student)
     plan = Plan(items=(PlanItem(count=40, skill_id="add.carry"),))
     made = fact_engine.FactTracingEngine(inputs, pool=8).generate(plan, CONTEXT)
-    ones = Counter(fact_engine.facts(e.problem)[0] for e in made)
+    ones = Counter(facts(e.problem)[0] for e in made)
     assert len(made) == 40 and student.asked > 200
     assert ones["7+8"] == max(ones.values()) >= 3  # plain draws give it 40/45 of an example
     assert len(ones) >= 30  # and the rest still spread over the other ones facts

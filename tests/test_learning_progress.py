@@ -113,6 +113,96 @@ def test_a_student_that_knows_nothing_yet_gets_a_uniform_first_round() -> None:
     assert max(got.values()) - min(got.values()) <= 2  # 27 or 28 each, as uniform's 250 / 9
 
 
+HEADROOM = {"profile": "zpd-headroom", "zone_above": 0.04, "progress_mode": "gate", "learning_rise": 0.04,
+            "guard_siblings": False, "progress_range": (0.25, 2.0),
+            "explore_floor": 0.0, "replay_share": 0.05, "replay_to": "unpractised", "contrast_share": 0.75,
+            "min_contrast": 0.25, "max_contrast": 1.0}
+"""``agents/progress-headroom.yaml``'s settings."""
+
+
+@pytest.mark.parametrize(("cfg", "more_to"), [({}, "add.carry"), (HEADROOM, "sub.borrow")])
+def test_the_headroom_profile_feeds_the_slow_learner_with_more_left_to_learn(cfg: dict, more_to: str) -> None:
+    p = policy(**cfg)
+    counts(p, feedback(0, BASE))
+    # add.carry rose 50 points (almost had), sub.borrow 5: both learning, add.carry ten times faster
+    after = counts(p, feedback(1, dict(BASE, **{"add.carry": 0.64, "sub.borrow": 0.20}), used=250))
+    assert p.state is not None
+    assert p.state.gain["add.carry"] > 5 * p.state.gain["sub.borrow"] > 0
+    # by default, 4 acc (1 - acc) times gain over the median keeps feeding the fast learner; the headroom
+    # profile times the gate (both learning: 1) gives more to the skill with more left to learn
+    other = "add.carry" if more_to == "sub.borrow" else "sub.borrow"
+    assert after[more_to] > after[other]
+    if cfg:
+        weights = p.state.weights
+        assert weights["sub.borrow"] == pytest.approx(27 / 4 * 0.20 * 0.80 ** 2)
+        assert weights["add.carry"] == pytest.approx(27 / 4 * 0.64 * 0.36 ** 2)
+        # within noise of 0 % (under zone_above): no weight, and no exploration floor under it
+        assert weights["mul.by_digit"] == 0.0 and "mul.by_digit" not in after
+
+
+def test_the_gate_opens_on_a_rise_above_noise_only() -> None:
+    p = policy(**HEADROOM)
+    first = counts(p, feedback(0, BASE))
+    # below the zone at first (0.01 < 0.04): exploration only, its 10 examples
+    assert first["multi.add_add"] == first["multi.add_sub"] == 10
+    # multi.add_sub rose 0.03 (noise: gate at the low bound), multi.add_add 0.15 (learning: gate open)
+    counts(p, feedback(1, dict(BASE, **{"multi.add_sub": 0.04, "multi.add_add": 0.16}), used=250))
+    assert p.state is not None
+    weights = p.state.weights
+    assert weights["multi.add_sub"] == pytest.approx(27 / 4 * 0.04 * 0.96 ** 2 * 0.25)
+    assert weights["multi.add_add"] == pytest.approx(27 / 4 * 0.16 * 0.84 ** 2)
+    # add.carry measured no rise (gate at the low bound) and sub.borrow neither
+    assert weights["add.carry"] == pytest.approx(27 / 4 * 0.14 * 0.86 ** 2 * 0.25)
+
+
+def test_a_student_below_the_zone_everywhere_gets_its_targets_evenly() -> None:
+    # a pretrained LLM before it learned the answer format: nothing is within the zone, all are explored
+    low = {s: 0.02 if s.startswith("cmp") else 0.0 for s in BASE}
+    got = counts(policy(**HEADROOM), feedback(0, low))
+    assert sum(got.values()) == 250
+    assert max(got.values()) - min(got.values()) <= 2
+
+
+def test_inertia_carries_half_of_the_last_split_into_the_next() -> None:
+    # the headroom profile alone would cut add.carry (0.74, nearly had) far below sub.borrow (0.25)
+    progress = dict(BASE, **{"add.carry": 0.74, "sub.borrow": 0.25})
+    shares = {}
+    for inertia in (0.0, 0.5):
+        p = policy(**HEADROOM, inertia=inertia)
+        counts(p, feedback(0, BASE))
+        assert p.state is not None
+        first = dict(p.state.weights)
+        got = counts(p, feedback(1, progress, used=250))
+        weights = p.state.weights
+        shares[inertia] = weights["add.carry"] / sum(weights.values())
+        if inertia:
+            # half the new split, half the first round's (add.carry's and sub.borrow's even halves)
+            fresh = 27 / 4 * 0.74 * 0.26 ** 2, 27 / 4 * 0.25 * 0.75 ** 2
+            assert shares[0.5] == pytest.approx(0.5 * fresh[0] / sum(fresh) + 0.5 * first["add.carry"]
+                                                / sum(first.values()))
+            assert got["add.carry"] > 50
+    assert shares[0.0] < 0.3 < shares[0.5] < 0.5
+
+
+def test_replay_to_unpractised_replays_only_what_no_contrast_practises() -> None:
+    p = policy(**HEADROOM)
+    counts(p, feedback(0, BASE))
+    # the second round: every target measured, so exploration takes nothing from the replay
+    got = counts(p, feedback(1, BASE, used=250))
+    assert p.state is not None
+    # the comparisons share the 5 % replay; the no-carry / no-borrow skills are practised as contrast
+    # (0.75 per target example, halved by contrast_relax: the siblings held) and get no replay
+    assert p.state.roles["add.no_carry"] == p.state.roles["sub.no_borrow"] == "contrast"
+    assert p.state.roles["cmp.lead"] == p.state.roles["cmp.same_lead"] == "replay"
+    assert got["cmp.lead"] + got["cmp.same_lead"] == round(0.05 * 250)
+    assert got["sub.no_borrow"] == pytest.approx(0.375 * got["sub.borrow"], abs=1)
+    # the default spreads the replay over every mastered skill
+    q = policy()
+    counts(q, feedback(0, BASE))
+    counts(q, feedback(1, BASE, used=250))
+    assert q.state is not None and q.state.roles["sub.no_borrow"] == "replay+contrast"
+
+
 def test_a_strong_sibling_that_slipped_below_mastery_still_contrasts_its_target() -> None:
     p = policy()
     counts(p, feedback(0, BASE))

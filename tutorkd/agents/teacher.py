@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from tutorkd.agents.baselines.facts import FactsEngine
 from tutorkd.agents.baselines.policies import ErrorDrivenPolicy, UniformPolicy
 from tutorkd.agents.baselines.procedural import ProceduralEngine
 from tutorkd.agents.dataenvgym.llm_policies import LLMSkillListPolicy, LLMSkillTreePolicy
@@ -189,6 +190,7 @@ ENGINES: dict[str, Callable[[BuildInputs], BuiltEngine]] = {
     "stat_synthesis": _synthesis,
     "discriminating": lambda b: BuiltEngine(DiscriminatingEngine(b.domain, b.exclude, task=b.task)),
     "items": lambda b: BuiltEngine(ItemEngine(b.domain, b.exclude)),
+    "facts": lambda b: BuiltEngine(FactsEngine(b.domain, b.exclude)),
 }
 """``TeacherConfig.engine`` to its builder, which states whether the engine has views."""
 

@@ -14,7 +14,7 @@ from tutorkd.protocols import Engine, Policy
 PolicyName = Literal["uniform", "error_driven", "stat", "skill_list", "skill_tree", "skill_list_llm",
                      "skill_tree_llm", "tpd", "tom", "progress"]
 """The built-in policies (``tutorkd.agents.teacher.POLICIES``)."""
-EngineName = Literal["procedural", "stat_pool", "stat_synthesis", "discriminating", "items"]
+EngineName = Literal["procedural", "stat_pool", "stat_synthesis", "discriminating", "items", "facts"]
 """The built-in engines (``tutorkd.agents.teacher.ENGINES``)."""
 PLUGIN_ARGS = ("inputs",)
 """What a teacher plug-in class is built from besides its options: ``Cls(inputs, **options)``, where
@@ -212,6 +212,39 @@ class ProgressConfig(Config):
     measurement rests on as much data as the uniform baseline gives it."""
     smoothing: float = Field(0.5, gt=0.0, le=1.0)
     """Weight of the newest gain measurement against the earlier estimate (1: newest only)."""
+    # Why these three options: with the defaults, the progress teacher put 315 examples on add.carry and
+    # 140 on sub.borrow over 750 (progress-light-facts, seed 1): the faster learner's larger gain per
+    # example and larger 4 acc (1 - acc) kept feeding it after it saturated near 0.8 test accuracy, while
+    # sub.borrow, learning more slowly but steadily, stayed at 0.23 (0.38-0.45 with 225 examples under
+    # the hand-set mix-replay; benchmarks/results/teaching_efficiency_epyc750_grain250.json).
+    profile: Literal["zpd", "zpd-headroom"] = "zpd"
+    """A target's prior weight: ``zpd``, ``4 acc (1 - acc)``; ``zpd-headroom``, ``27/4 acc (1 - acc)^2``,
+    the same zone of proximal development (0 at 0 %) times what is left to learn (peak at acc 1/3), so a
+    skill the student is learning fast and nearly has gives way to one with more to learn."""
+    zone_above: float = Field(0.0, ge=0.0, le=1.0)
+    """A target whose validation accuracy is below this is not in the zone yet: prior weight 0, so it
+    gets only ``explore_examples`` while unmeasured (an accuracy within validation noise of 0 says
+    nothing about how close the student is)."""
+    progress_mode: Literal["scale", "gate"] = "scale"
+    """How measured learning progress weights a target: ``scale``, by its gain over the targets' median
+    (clipped to ``progress_range``); ``gate``, 1 while unmeasured or once its accuracy has risen
+    ``learning_rise`` above its first feedback's, else ``progress_range``'s low bound (is it learning,
+    not how fast: one round's gain per example reflects the data beside it, and a slow starter is not a
+    lost cause)."""
+    learning_rise: float = Field(0.04, ge=0.0, le=1.0)
+    """With ``progress_mode: gate``, the rise that counts as learning: above validation noise (about
+    0.03 for a skill near 0 % at 100 problems) so that +0.01 on a 0 % skill does not open the gate."""
+    inertia: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share of the last plan's split among the targets that carries into the next one (0: each round's
+    split is its own). Why: one round's measurement is noisy, and a skill just learned slips when its data
+    is withdrawn at once (add.carry 0.71 -> 0.67 test accuracy on 39 examples after 90, seed 3)."""
+    guard_siblings: bool = True
+    """Whether a slipping skill that is a target's contrast also gets ``guard_share`` (``False``: its
+    doubled contrast ratio is the one response, so contrast and guard together never outnumber its
+    target beyond ``max_contrast``)."""
+    replay_to: Literal["mastered", "unpractised"] = "mastered"
+    """Which mastered skills ``replay_share`` spreads over: all of them, or those no target practises as
+    contrast (``cmp.same_lead``, which nothing else in the round exercises)."""
     focus: Literal["skill", "steps"] = "skill"
     """``steps``: a target's examples are problems containing the steps its validation errors first
     missed (``tutorkd.agents.progress.focus``); ``skill``: plain draws of the skill."""
@@ -276,6 +309,13 @@ class TeacherConfig(Config):
         if self.stat.min_agree > self.stat.solutions:
             raise ValueError(f"stat.min_agree {self.stat.min_agree} exceeds "
                              f"stat.solutions {self.stat.solutions}")
+        # Why here: the facts engine refuses an item like a problem or with a step only when it generates,
+        # after a round of training; these built-in policies plan such items.
+        if self.engine == "facts" and (self.policy in ("error_driven", "tom", "tpd") or (
+                self.policy == "progress" and self.progress.focus == "steps")):
+            uses = "progress.focus: steps" if self.policy == "progress" else f"policy {self.policy}"
+            raise ValueError(f"engine: facts makes plain skill items, and {uses} plans items like a "
+                             "problem or at a step: use engine: procedural")
         if self.policy == "tpd" and self.tpd.variant == "bugs" and self.engine != "discriminating":
             raise ValueError("policy tpd with tpd.variant bugs needs engine: discriminating (it draws the "
                              "problems that expose each bug)")

@@ -24,6 +24,12 @@ validation accuracy the student gains per example it trains on, and splits each 
   ``guard_drop`` below that gets ``guard_share`` of the round, until it is back.
 - **replay**: ``replay_share`` of the round spread over the mastered skills.
 
+Options for the variant that meets issue 17's bar (``agents/progress-headroom.yaml``): ``profile:
+zpd-headroom`` (``acc (1 - acc)^2``: the zone times what is left to learn), ``zone_above`` (a target within
+noise of 0 % is only explored), ``progress_mode: gate`` (measured progress says whether a target is
+learning, not how fast), ``replay_to: unpractised``, ``guard_siblings: false`` and ``inertia`` (part of
+the last split carries over); their defaults keep the behaviour above.
+
 Needs skill labels (levels ``skill_list`` and ``skill_tree``); the sibling structure comes from the
 domain's tree. State (``progress_state.json``, restored on resume): the last feedback's accuracies, the
 first feedback's (the guard's baseline), the last plan's examples per skill and the gain estimates.
@@ -84,13 +90,35 @@ class ProgressPolicy:
 
     def weights(self, targets: list[str], accuracy: dict[str, float],
                 gain: dict[str, float]) -> dict[str, float]:
-        """Each target's weight: the zone-of-proximal-development profile ``4 acc (1 - acc)`` times its
-        measured learning progress relative to the targets' median (clipped to ``progress_range``; 1
-        while unmeasured); floored at ``explore_floor`` of the best."""
-        factor = progress_factors(gain, targets, self.cfg.progress_range)
-        raw = {s: 4 * accuracy[s] * (1 - accuracy[s]) * factor[s] for s in targets}
+        """Each target's weight: its ``profile`` (by default the zone-of-proximal-development profile
+        ``4 acc (1 - acc)``) times its measured learning progress (``progress_mode``: by default relative
+        to the targets' median, clipped to ``progress_range``; 1 while unmeasured); floored at
+        ``explore_floor`` of the best; with ``inertia``, as shares blended with the last plan's."""
+        cfg = self.cfg
+        if cfg.progress_mode == "scale":
+            factor = progress_factors(gain, targets, cfg.progress_range)
+        else:
+            first = self.state.base if self.state is not None else accuracy
+            factor = {s: 1.0 if s not in gain or accuracy[s] >= first[s] + cfg.learning_rise
+                      else cfg.progress_range[0] for s in targets}
+        if cfg.profile == "zpd":
+            prior = {s: 4 * a * (1 - a) for s, a in accuracy.items()}
+        else:
+            prior = {s: 27 / 4 * a * (1 - a) ** 2 for s, a in accuracy.items()}
+        prior = {s: prior[s] if accuracy[s] >= cfg.zone_above else 0.0 for s in targets}
+        raw = {s: prior[s] * factor[s] for s in targets}
+        if max(raw.values()) == 0:  # every target below the zone: nothing tells them apart yet
+            return dict.fromkeys(targets, 1.0)
         floor = self.cfg.explore_floor * max(max(raw.values()), 1e-9)
-        return {s: max(w, floor) for s, w in raw.items()}
+        out = {s: max(w, floor) for s, w in raw.items()}
+        before = self.state.weights if self.state is not None else {}
+        kept = sum(before.get(s, 0.0) for s in targets)
+        if cfg.inertia == 0 or kept == 0:
+            return out
+        # Why shares: a weight's scale differs by profile and round; what carries over is the split
+        total = sum(out.values())
+        return {s: (1 - cfg.inertia) * out[s] / total + cfg.inertia * before.get(s, 0.0) / kept
+                for s in targets}
 
     def contrasts(self, contrast: dict[str, list[str]], accuracy: dict[str, float],
                   base: dict[str, float]) -> dict[str, float]:
@@ -127,21 +155,26 @@ class ProgressPolicy:
         targets = [s for s in accuracy if s not in mastered]
         slipping = [s for s, b in base.items() if b >= cfg.strong_above and accuracy[s] < b - cfg.guard_drop]
         parts: list[tuple[str, float, str]] = []  # (skill, weight, role): split together by weight
+        weights = self.weights(targets, accuracy, gain) if targets else {}
+        # Why also the skills strong or mastered at first: one that slipped below master_above is a
+        # target now, and dropping it from its sibling's contrast then (sub.no_borrow at 0.89 beside
+        # sub.borrow) took the contrast away exactly when it was needed (probe, seed 0: it fell 8 test
+        # points).
+        first = min(cfg.strong_above, cfg.master_above)
+        protected = mastered | {s for s, b in base.items() if b >= first}
+        contrast = {t: self.siblings(t, protected - {t}) for t in weights}
+        replayed = sorted(mastered)
+        if cfg.replay_to == "unpractised":
+            replayed = [s for s in replayed if not any(s in sib for sib in contrast.values())]
+        if not cfg.guard_siblings:
+            slipping = [s for s in slipping if not any(s in sib for sib in contrast.values())]
         guard = min(len(slipping) * cfg.guard_share, 0.5)
-        replay = cfg.replay_share if mastered else 0.0
+        replay = cfg.replay_share if replayed else 0.0
         rest = 1.0 - guard - replay
         parts += [(s, guard / len(slipping), "guard") for s in slipping]
-        parts += [(s, replay / len(mastered), "replay") for s in sorted(mastered)]
-        weights = self.weights(targets, accuracy, gain) if targets else {}
+        parts += [(s, replay / len(replayed), "replay") for s in replayed]
         ratio: dict[str, float] = {}
         if weights:
-            # Why also the skills strong or mastered at first: one that slipped below master_above is a
-            # target now, and dropping it from its sibling's contrast then (sub.no_borrow at 0.89 beside
-            # sub.borrow) took the contrast away exactly when it was needed (probe, seed 0: it fell 8 test
-            # points).
-            first = min(cfg.strong_above, cfg.master_above)
-            protected = mastered | {s for s, b in base.items() if b >= first}
-            contrast = {t: self.siblings(t, protected - {t}) for t in targets}
             ratio = self.contrasts(contrast, accuracy, base)
             whole = sum(w * (1 + ratio[t] * bool(contrast[t])) for t, w in weights.items())
             for t, w in weights.items():
