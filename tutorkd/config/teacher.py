@@ -212,11 +212,12 @@ class ProgressConfig(Config):
     measurement rests on as much data as the uniform baseline gives it."""
     smoothing: float = Field(0.5, gt=0.0, le=1.0)
     """Weight of the newest gain measurement against the earlier estimate (1: newest only)."""
-    # Why these three options: with the defaults, the progress teacher put 315 examples on add.carry and
-    # 140 on sub.borrow over 750 (progress-light-facts, seed 1): the faster learner's larger gain per
-    # example and larger 4 acc (1 - acc) kept feeding it after it saturated near 0.8 test accuracy, while
-    # sub.borrow, learning more slowly but steadily, stayed at 0.23 (0.38-0.45 with 225 examples under
-    # the hand-set mix-replay; benchmarks/results/teaching_efficiency_epyc750_grain250.json).
+    # Why the options from profile to replay_to: with the defaults, the progress teacher put 315
+    # examples on add.carry and 140 on sub.borrow over 750 (progress-light-facts, seed 1): the faster
+    # learner's larger gain per example and larger 4 acc (1 - acc) kept feeding it after it saturated near
+    # 0.8 test accuracy, while sub.borrow, learning more slowly but steadily, stayed at 0.23 (0.38-0.45
+    # with 225 examples under the hand-set mix-replay; teaching_efficiency_epyc750_grain250.json). Their
+    # defaults keep that behaviour; agents/progress-headroom.yaml sets them all.
     profile: Literal["zpd", "zpd-headroom"] = "zpd"
     """A target's prior weight: ``zpd``, ``4 acc (1 - acc)``; ``zpd-headroom``, ``27/4 acc (1 - acc)^2``,
     the same zone of proximal development (0 at 0 %) times what is left to learn (peak at acc 1/3), so a
