@@ -163,11 +163,12 @@ class ProgressPolicy:
         first = min(cfg.strong_above, cfg.master_above)
         protected = mastered | {s for s, b in base.items() if b >= first}
         contrast = {t: self.siblings(t, protected - {t}) for t in weights}
+        practised = {s for siblings in contrast.values() for s in siblings}  # as some target's contrast
         replayed = sorted(mastered)
         if cfg.replay_to == "unpractised":
-            replayed = [s for s in replayed if not any(s in sib for sib in contrast.values())]
+            replayed = [s for s in replayed if s not in practised]
         if not cfg.guard_siblings:
-            slipping = [s for s in slipping if not any(s in sib for sib in contrast.values())]
+            slipping = [s for s in slipping if s not in practised]
         guard = min(len(slipping) * cfg.guard_share, 0.5)
         replay = cfg.replay_share if replayed else 0.0
         rest = 1.0 - guard - replay
